@@ -1,0 +1,1 @@
+"""The venuewatch edge agent: sensors on a Raspberry Pi → events → MQTT uplink."""

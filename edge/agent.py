@@ -1,0 +1,101 @@
+"""The agent: door sensors → events → uplink, plus the telemetry heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from gpiozero.pins import Factory
+
+from edge.clock import Clock, SystemClock
+from edge.config import DeviceConfig
+from edge.doors import DoorSensor
+from edge.events import EventFactory
+from edge.health import health_metrics
+from edge.sequence import SequenceCounter
+from edge.uplink import Uplink
+from protocol import Event, SensorState, Telemetry
+
+log = logging.getLogger("venuewatch.edge.agent")
+
+
+class Agent:
+    def __init__(
+        self,
+        config: DeviceConfig,
+        pin_factory: Factory | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        data_dir = Path(config.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._events = EventFactory(config.device, self.clock, SequenceCounter(data_dir / "seq"))
+        self._emit_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self.uplink = Uplink(config.device, config.broker, self.clock.boot_id(), self.clock.now)
+        self.doors: dict[str, DoorSensor] = {}
+        try:
+            for door in config.doors:
+                self.doors[door.id] = DoorSensor(door, self._door_changed, pin_factory=pin_factory)
+        except Exception:
+            self.close_sensors()
+            raise
+
+    def __repr__(self) -> str:
+        doors = ", ".join(f"{d}={s.state}" for d, s in self.doors.items())
+        return f"<Agent {self.config.device} connected={self.uplink.connected.is_set()} {doors}>"
+
+    def start(self) -> None:
+        for door in self.doors.values():
+            door.start()
+            self.uplink.publish_state(door.settings.id, self._sensor_state(door.state))
+        self.uplink.start()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._heartbeat.start()
+        log.info("event=agent_started device=%s doors=%s", self.config.device, ",".join(self.doors))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._heartbeat:
+            self._heartbeat.join(timeout=5)
+        self.close_sensors()
+        self.uplink.stop()
+        log.info("event=agent_stopped device=%s", self.config.device)
+
+    def close_sensors(self) -> None:
+        for door in self.doors.values():
+            door.close()
+
+    def _sensor_state(self, state: str) -> SensorState:
+        return SensorState(state=state, ts=self.clock.now(), kind="door", device=self.config.device)
+
+    def _door_changed(self, door_id: str, state: str) -> Event:
+        # One lock: seq order on the wire is the order the changes happened.
+        with self._emit_lock:
+            event = self._events.make("door", door_id, state)
+            self.uplink.publish_event(event)
+            self.uplink.publish_state(door_id, self._sensor_state(state))
+        log.info("event=door device=%s sensor=%s state=%s seq=%d id=%s",
+                 self.config.device, door_id, state, event.seq, event.id)
+        return event
+
+    def telemetry(self) -> Telemetry:
+        metrics = health_metrics(Path(self.config.data_dir))
+        for door_id, door in self.doors.items():
+            metrics[f"door_open.{door_id}"] = 1.0 if door.state == "open" else 0.0
+        return Telemetry(
+            ts=self.clock.now(), metrics=metrics, device=self.config.device,
+            boot=self.clock.boot_id(), mono=round(self.clock.mono(), 3), synced=self.clock.synced(),
+        )
+
+    def _heartbeat_loop(self) -> None:
+        # Telemetry is QoS 0 and only worth sending live; the first one goes out as soon as we connect.
+        while not self._stop.is_set():
+            if not self.uplink.connected.wait(timeout=1):
+                continue
+            self.uplink.publish_telemetry(self.telemetry())
+            if self._stop.wait(self.config.heartbeat_s):
+                return

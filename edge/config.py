@@ -1,0 +1,138 @@
+"""Device configuration: one YAML file per Pi (`firmware_config/devices/<id>.yaml`).
+
+The JSON schema in `firmware_config/schema/device.schema.json` is generated from these models
+(`python -m edge.config --schema`), so the documentation and the validation cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from protocol.configfile import ConfigError, load_model
+from protocol.topics import DEVICE_ID_PATTERN
+
+SensorName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+# BCM numbers of the GPIO lines on the Raspberry Pi 40-pin header. 0 and 1 are the HAT EEPROM bus.
+PI_GPIO_PINS = range(2, 28)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BrokerSettings(_Strict):
+    url: str = Field(description="mqtt://host:1883 or mqtts://host:8883 (TLS)")
+    username: str | None = Field(None, description="MQTT username; by convention the device id")
+    password: str | None = Field(None, description="MQTT password; prefer password_file")
+    password_file: Path | None = Field(None, description="file holding the password (mode 0600)")
+    ca_file: Path | None = Field(None, description="CA certificate for mqtts:// (default: system CAs)")
+    root: str = Field("vw", description="topic root")
+    keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive; the Last Will fires ~1.5x this")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"{value!r} is not a broker URL (write mqtt://host:1883 or mqtts://host:8883)")
+        try:
+            parts.port  # noqa: B018 - parsing the port validates it
+        except ValueError:
+            raise ValueError(f"{value!r} has an invalid port") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BrokerSettings:
+        if self.password and self.password_file:
+            raise ValueError("set password or password_file, not both")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    def read_password(self) -> str | None:
+        if self.password_file is None:
+            return self.password
+        try:
+            return self.password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"broker.password_file: cannot read {self.password_file} ({exc.strerror})") from None
+
+
+class DoorSettings(_Strict):
+    id: SensorName = Field(description="sensor id, e.g. front; unique within the device")
+    pin: int = Field(description="BCM GPIO number the reed switch is wired to (2-27); the other wire to GND")
+    contact: Literal["nc", "no"] = Field(
+        "nc",
+        description="nc: contact closed while the door is closed (most door reed switches); no: the reverse",
+    )
+    debounce_ms: int = Field(50, ge=0, le=5000, description="changes faster than this are contact bounce")
+
+    @field_validator("pin")
+    @classmethod
+    def _gpio(cls, value: int) -> int:
+        if value not in PI_GPIO_PINS:
+            raise ValueError(f"{value} is not a GPIO pin on a Raspberry Pi (use 2-27)")
+        return value
+
+
+class DeviceConfig(_Strict):
+    device: Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)] = Field(
+        description="device id; also the MQTT username (lowercase letters, digits, - and _)"
+    )
+    broker: BrokerSettings
+    data_dir: Path = Field(Path("/var/lib/venuewatch"), description="where the agent keeps its state")
+    heartbeat_s: float = Field(60, ge=1, le=3600, description="seconds between telemetry heartbeats")
+    doors: list[DoorSettings] = Field(default_factory=list, description="door contacts")
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_hint(cls, value: object) -> object:
+        if isinstance(value, str) and value != value.lower():
+            raise ValueError(f"{value!r} must be lowercase (try {value.lower()!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> DeviceConfig:
+        seen_ids: set[str] = set()
+        seen_pins: dict[int, str] = {}
+        for i, door in enumerate(self.doors):
+            if door.id in seen_ids:
+                raise ValueError(f"doors[{i}].id: {door.id!r} is used twice (give each door its own id)")
+            if door.pin in seen_pins:
+                raise ValueError(
+                    f"doors[{i}].pin: pin {door.pin} is already used by door {seen_pins[door.pin]!r}"
+                )
+            seen_ids.add(door.id)
+            seen_pins[door.pin] = door.id
+        return self
+
+
+def load_device_config(path: str | Path) -> DeviceConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the device config ({exc.strerror})") from None
+    return load_model(DeviceConfig, text, str(path))
+
+
+if __name__ == "__main__" and "--schema" in sys.argv:
+    print(json.dumps(DeviceConfig.model_json_schema(), indent=2, ensure_ascii=False))

@@ -1,0 +1,127 @@
+"""Simulation scenarios: scripted door changes played on gpiozero's MockFactory pins.
+
+The agent code is the same as on a Pi; only the pin factory differs. See docs/configuration.md#scenario.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.config import DeviceConfig
+from edge.doors import CLOSED, pin_low_for
+from protocol.configfile import ConfigError, load_model
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(ge=0, description="seconds after the agent starts")
+    door: str = Field(description="door id from the device config")
+    state: Literal["open", "closed"]
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    initial: dict[str, Literal["open", "closed"]] = Field(
+        default_factory=dict, description="door states before the first step (default: closed)"
+    )
+    steps: list[Step] = Field(default_factory=list)
+    repeat_every: float | None = Field(None, gt=0, description="replay all steps every N seconds")
+    end: Literal["stay", "exit"] = Field("stay", description="after the last step keep running or exit")
+
+    @model_validator(mode="after")
+    def _repeat_fits(self) -> Scenario:
+        last = max((s.at for s in self.steps), default=0)
+        if self.repeat_every is not None and self.repeat_every <= last:
+            raise ValueError(f"repeat_every ({self.repeat_every}) must be longer than the last step ({last})")
+        return self
+
+
+def load_scenario(path: str | Path, device: DeviceConfig) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the scenario ({exc.strerror})") from None
+    scenario = load_model(Scenario, text, str(path))
+    check_against_device(scenario, device, str(path))
+    return scenario
+
+
+def check_against_device(scenario: Scenario, device: DeviceConfig, filename: str) -> None:
+    doors = {d.id for d in device.doors}
+    known = ", ".join(sorted(doors)) or "none configured"
+    for door in scenario.initial:
+        if door not in doors:
+            raise ConfigError(f"{filename}: initial.{door}: no such door on {device.device} (doors: {known})")
+    for i, step in enumerate(scenario.steps):
+        if step.door not in doors:
+            raise ConfigError(
+                f"{filename}: steps[{i}].door: {step.door!r} is not a door of {device.device} (doors: {known})"
+            )
+
+
+class ScenarioPlayer:
+    """Drives mock pins on a schedule. `pins` maps door id to (gpiozero MockPin, contact)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        pins: dict[str, tuple[object, str]],
+        sleep: Callable[[float], bool] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.scenario = scenario
+        self._pins = pins
+        self._monotonic = monotonic
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self.finished = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def set_initial(self) -> None:
+        """Put every door in its initial state before the agent reads them."""
+        for door, (pin, contact) in self._pins.items():
+            self._drive(pin, contact, self.scenario.initial.get(door, CLOSED))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="scenario", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        origin = self._monotonic()
+        steps = sorted(self.scenario.steps, key=lambda s: s.at)
+        while not self._stop.is_set():
+            for step in steps:
+                delay = origin + step.at - self._monotonic()
+                if delay > 0 and self._sleep(delay):
+                    return
+                pin, contact = self._pins[step.door]
+                self._drive(pin, contact, step.state)
+            if self.scenario.repeat_every is None:
+                break
+            origin += self.scenario.repeat_every
+            delay = origin - self._monotonic()
+            if delay > 0 and self._sleep(delay):
+                return
+        self.finished.set()
+
+    @staticmethod
+    def _drive(pin: object, contact: str, state: str) -> None:
+        if pin_low_for(state, contact):
+            pin.drive_low()  # type: ignore[attr-defined]
+        else:
+            pin.drive_high()  # type: ignore[attr-defined]

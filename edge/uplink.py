@@ -1,0 +1,127 @@
+"""The MQTT link to the county server (paho-mqtt 2.x, MQTT 3.1.1 so the embedded demo broker works too).
+
+- retained `status` online on every connect, with a retained Last Will `offline`;
+- events at QoS 1; retained sensor `state/{sensor}` re-sent on every reconnect (a broker without
+  persistence forgets retained messages when it restarts);
+- reconnects by itself with exponential backoff (paho's loop thread).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import paho.mqtt.client as mqtt
+
+from edge.config import BrokerSettings
+from protocol import Ack, Command, Event, ProtocolError, SensorState, Status, Telemetry, decode, encode
+from protocol.topics import build_topic
+
+log = logging.getLogger("venuewatch.edge.uplink")
+
+
+class Uplink:
+    def __init__(
+        self,
+        device: str,
+        settings: BrokerSettings,
+        boot_id: str,
+        now: Callable[[], datetime],
+        on_ack: Callable[[Ack], None] | None = None,
+        on_command: Callable[[Command], None] | None = None,
+    ) -> None:
+        self.device = device
+        self._settings = settings
+        self._boot = boot_id
+        self._now = now
+        self._on_ack = on_ack
+        self._on_command = on_command
+        self._states: dict[str, SensorState] = {}
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        # Fixed client id + persistent session: acks and commands queued while we were away still arrive.
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"vw-agent-{device}",
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        self._client.max_queued_messages_set(0)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=60)
+        if settings.username:
+            self._client.username_pw_set(settings.username, settings.read_password())
+        if settings.tls:
+            self._client.tls_set(
+                ca_certs=str(settings.ca_file) if settings.ca_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        will = Status(state="offline", device=device, boot=boot_id)
+        self._client.will_set(self._topic("status"), encode(will), qos=1, retain=True)
+        self._client.on_connect = self._connected
+        self._client.on_disconnect = self._disconnected
+        self._client.on_message = self._message
+
+    def _topic(self, kind: str, sub: str | None = None) -> str:
+        return build_topic(self.device, kind, sub, root=self._settings.root)
+
+    def start(self) -> None:
+        self._client.connect_async(self._settings.host, self._settings.port, self._settings.keepalive_s)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Say goodbye honestly (status offline), then disconnect."""
+        if self.connected.is_set():
+            info = self._client.publish(
+                self._topic("status"), encode(Status(state="offline", ts=self._now(), device=self.device)),
+                qos=1, retain=True,
+            )
+            info.wait_for_publish(timeout=3)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish_event(self, event: Event) -> mqtt.MQTTMessageInfo:
+        return self._client.publish(self._topic("event"), encode(event), qos=1)
+
+    def publish_state(self, sensor: str, state: SensorState) -> None:
+        with self._lock:
+            self._states[sensor] = state
+        self._client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)
+
+    def publish_telemetry(self, telemetry: Telemetry) -> None:
+        self._client.publish(self._topic("telemetry"), encode(telemetry), qos=0)
+
+    def _connected(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                   properties: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("event=connect_refused device=%s reason=%s", self.device, reason)
+            return
+        log.info("event=connected device=%s broker=%s:%s", self.device, self._settings.host, self._settings.port)
+        client.subscribe([(self._topic("ack"), 1), (self._topic("cmd"), 1)])
+        online = Status(state="online", ts=self._now(), device=self.device, boot=self._boot)
+        client.publish(self._topic("status"), encode(online), qos=1, retain=True)
+        with self._lock:
+            states = dict(self._states)
+        for sensor, state in states.items():
+            client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)
+        self.connected.set()
+
+    def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                      properties: object) -> None:
+        self.connected.clear()
+        log.warning("event=disconnected device=%s reason=%s", self.device, reason)
+
+    def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        kind = msg.topic.rsplit("/", 1)[-1]
+        try:
+            if kind == "ack" and self._on_ack:
+                self._on_ack(decode(Ack, msg.payload, topic=msg.topic))
+            elif kind == "cmd" and self._on_command:
+                self._on_command(decode(Command, msg.payload, topic=msg.topic))
+        except ProtocolError as exc:
+            log.warning("event=bad_downlink device=%s reason=%s detail=%s", self.device, exc.reason,
+                        json.dumps(str(exc), ensure_ascii=False))

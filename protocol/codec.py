@@ -1,0 +1,53 @@
+"""Encode and decode protocol messages, with errors that name the topic and the field."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ProtocolError(ValueError):
+    """A payload that is not a valid protocol message. `reason` is a short counter label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def encode(message: BaseModel) -> bytes:
+    """Compact UTF-8 JSON; times as RFC 3339 with their offset."""
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def decode(model: type[M], payload: bytes | str, *, topic: str = "?") -> M:
+    """Parse and validate one payload. Raises ProtocolError(reason=bad_json|invalid) naming topic and field."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("bad_json", f"{topic}: payload is not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("invalid", f"{topic}: payload must be a JSON object, got {type(raw).__name__}")
+    if "v" in raw and raw["v"] != 1:
+        raise ProtocolError("bad_version", f"{topic}: v: protocol version {raw['v']!r} is not supported (v1)")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ProtocolError("invalid", f"{topic}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: `field.path: what is wrong`."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(message)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required but missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known field (remove it or check its spelling)"
+        lines.append(f"{where}: {msg}")
+    return "; ".join(lines)

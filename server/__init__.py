@@ -1,0 +1,1 @@
+"""The venuewatch county server: ingest → store → rules → alerts → console and API."""

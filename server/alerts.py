@@ -1,0 +1,170 @@
+"""The alert book: turns rule decisions into stored alerts, runs the lifecycle, and announces changes.
+
+open → acknowledged (确认) → resolved (处置, with an outcome). Condition alerts (device offline) resolve
+themselves when the condition clears.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from server.hub import Hub
+from server.inventory import Inventory
+from server.rules import RULES, OpenAlert, ResolveAlert
+from server.store import alerts, audit_log
+
+OUTCOMES: dict[str, str] = {
+    "real_intrusion": "真实入侵",
+    "forgot_arm": "工作人员忘记布防/撤防",
+    "false_alarm_sensor": "误报：传感器",
+    "false_alarm_camera": "误报：摄像头",
+    "test": "测试",
+    "other": "其他",
+}
+AUTO_OUTCOME = "condition_cleared"  # set by the system only, never offered to staff
+STATUSES = ("open", "acked", "resolved")
+
+
+class LifecycleError(ValueError):
+    """An ack or resolve that is not possible in the alert's current state. `status` is the HTTP status."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AlertBook:
+    def __init__(self, engine: Engine, hub: Hub, inventory: Inventory) -> None:
+        self._engine = engine
+        self._hub = hub
+        self._inventory = inventory
+
+    # --- decisions from rules -------------------------------------------------------------------------
+
+    def apply(self, decision: OpenAlert | ResolveAlert) -> dict[str, Any] | None:
+        if isinstance(decision, OpenAlert):
+            return self._open(decision)
+        return self._auto_resolve(decision)
+
+    def _open(self, d: OpenAlert) -> dict[str, Any] | None:
+        row = {
+            "rule": d.rule, "severity": d.severity, "status": "open", "venue_id": d.venue_id,
+            "device": d.device, "sensor": d.sensor, "key": d.key, "active_key": d.key, "opened_at": d.at,
+            "notes": [], "event_ids": list(d.event_ids), "detail": d.detail,
+        }
+        try:
+            with self._engine.begin() as conn:
+                if d.once and conn.execute(select(alerts.c.id).where(alerts.c.key == d.key).limit(1)).first():
+                    return None
+                alert_id = conn.execute(insert(alerts).values(**row)).inserted_primary_key[0]
+        except IntegrityError:
+            return None  # this condition already has an active alert
+        return self._announce(alert_id)
+
+    def _auto_resolve(self, d: ResolveAlert) -> dict[str, Any] | None:
+        with self._engine.begin() as conn:
+            found = conn.execute(select(alerts.c.id, alerts.c.notes).where(alerts.c.active_key == d.key)).first()
+            if not found:
+                return None
+            notes = [*found.notes, _note(d.at, "system", "auto_resolve", d.reason)]
+            conn.execute(update(alerts).where(alerts.c.id == found.id).values(
+                status="resolved", resolved_at=d.at, resolved_by="system", outcome=AUTO_OUTCOME,
+                active_key=None, notes=notes,
+            ))
+        return self._announce(found.id)
+
+    # --- staff actions --------------------------------------------------------------------------------
+
+    def ack(self, alert_id: int, user: str, note: str, now: datetime) -> dict[str, Any]:
+        with self._engine.begin() as conn:
+            found = self._lock_row(conn, alert_id)
+            if found.status != "open":
+                raise LifecycleError(f"alert {alert_id} is already {found.status}")
+            notes = [*found.notes, _note(now, user, "ack", note)]
+            changed = conn.execute(update(alerts).where(and_(alerts.c.id == alert_id, alerts.c.status == "open"))
+                                   .values(status="acked", acked_at=now, acked_by=user, notes=notes)).rowcount
+            if not changed:  # someone else acted first (SQLite has no row locks)
+                raise LifecycleError(f"alert {alert_id} changed meanwhile; reload it")
+            conn.execute(insert(audit_log).values(at=now, actor=user, action="alert_ack", target=str(alert_id),
+                                                  detail={"note": note}))
+        return self._announce(alert_id)
+
+    def resolve(self, alert_id: int, user: str, outcome: str, note: str, now: datetime) -> dict[str, Any]:
+        if outcome not in OUTCOMES:
+            raise LifecycleError(f"outcome must be one of: {', '.join(OUTCOMES)}", status=400)
+        with self._engine.begin() as conn:
+            found = self._lock_row(conn, alert_id)
+            if found.status == "resolved":
+                raise LifecycleError(f"alert {alert_id} is already resolved")
+            notes = [*found.notes, _note(now, user, "resolve", note)]
+            values: dict[str, Any] = {"status": "resolved", "resolved_at": now, "resolved_by": user,
+                                      "outcome": outcome, "notes": notes, "active_key": None}
+            if found.acked_at is None:
+                # Resolving implies it was seen: keep time-to-acknowledge meaningful for reports.
+                values.update(acked_at=now, acked_by=user)
+            changed = conn.execute(update(alerts).where(
+                and_(alerts.c.id == alert_id, alerts.c.status == found.status)).values(**values)).rowcount
+            if not changed:
+                raise LifecycleError(f"alert {alert_id} changed meanwhile; reload it")
+            conn.execute(insert(audit_log).values(at=now, actor=user, action="alert_resolve",
+                                                  target=str(alert_id), detail={"outcome": outcome, "note": note}))
+        return self._announce(alert_id)
+
+    @staticmethod
+    def _lock_row(conn: Any, alert_id: int) -> Any:
+        found = conn.execute(select(alerts).where(alerts.c.id == alert_id).with_for_update()).first()
+        if not found:
+            raise LifecycleError(f"alert {alert_id} does not exist", status=404)
+        return found
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    def get(self, alert_id: int) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+        return self.to_json(row) if row else None
+
+    def list(self, status: str | None = None, venues: frozenset[str] | None = None,
+             venue: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        query = select(alerts).order_by(alerts.c.opened_at.desc(), alerts.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(alerts.c.status == status)
+        if venue:
+            query = query.where(alerts.c.venue_id == venue)
+        if venues is not None:
+            query = query.where(alerts.c.venue_id.in_(venues))
+        with self._engine.connect() as conn:
+            return [self.to_json(r) for r in conn.execute(query)]
+
+    def to_json(self, row: Any) -> dict[str, Any]:
+        venue = self._inventory.venues.get(row.venue_id)
+        return {
+            "id": row.id, "rule": row.rule, "title": RULES.get(row.rule, ("", row.rule))[1],
+            "severity": row.severity, "status": row.status,
+            "venue": row.venue_id, "venue_name": venue.name if venue else row.venue_id,
+            "village_name": venue.village_name if venue else None,
+            "township": venue.township_id if venue else None,
+            "township_name": venue.township_name if venue else None,
+            "device": row.device, "sensor": row.sensor,
+            "opened_at": _iso(row.opened_at), "acked_at": _iso(row.acked_at), "acked_by": row.acked_by,
+            "resolved_at": _iso(row.resolved_at), "resolved_by": row.resolved_by, "outcome": row.outcome,
+            "notes": row.notes, "event_ids": row.event_ids, "detail": row.detail,
+        }
+
+    def _announce(self, alert_id: int) -> dict[str, Any]:
+        alert = self.get(alert_id)
+        assert alert is not None
+        self._hub.publish("alert", alert["venue"], alert)
+        return alert
+
+
+def _note(at: datetime, by: str, action: str, text: str) -> dict[str, str]:
+    return {"at": at.isoformat(), "by": by, "action": action, "text": text}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,146 @@
+"""Wires the server together: store, alert book, ingest, timed rules, web. Used by `server` and `demo`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from waitress.server import create_server
+
+from server.alerts import AlertBook
+from server.config import ServerConfig
+from server.hub import Hub
+from server.ingest import Ingest, MqttIngest
+from server.inventory import Inventory
+from server.rules import OpenDoor, doors_held_open
+from server.store import create_schema, devices, make_engine, sensor_states, venues
+from server.web import Services, create_app, new_secret_key
+
+log = logging.getLogger("venuewatch.server")
+
+
+def open_store(config: ServerConfig, inventory: Inventory) -> Engine:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.db_url())
+    create_schema(engine)
+    sync_inventory(engine, inventory)
+    return engine
+
+
+def sync_inventory(engine: Engine, inventory: Inventory) -> None:
+    """Mirror the inventory file into SQL so reports and joins see the same tree."""
+    with engine.begin() as conn:
+        known_venues = {r.id for r in conn.execute(select(venues.c.id))}
+        for v in inventory.venues.values():
+            row = {"name": v.name, "village_id": v.village_id, "village_name": v.village_name,
+                   "township_id": v.township_id, "township_name": v.township_name, "hours": v.hours}
+            if v.id in known_venues:
+                conn.execute(update(venues).where(venues.c.id == v.id).values(**row))
+            else:
+                conn.execute(insert(venues).values(id=v.id, **row))
+        known_devices = {r.id for r in conn.execute(select(devices.c.id))}
+        for device, venue_id in inventory.device_venue.items():
+            if device in known_devices:
+                conn.execute(update(devices).where(devices.c.id == device).values(venue_id=venue_id))
+            else:
+                conn.execute(insert(devices).values(id=device, venue_id=venue_id, status="unknown"))
+
+
+def load_secret_key(data_dir: Path) -> bytes:
+    """The session signing key, created once with mode 0600 so sessions survive restarts."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_bytes()
+    key = new_secret_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+def _synthetic_id(row: Any) -> str:
+    # A door found open by a retained state message (no event) still needs a stable alert key.
+    return f"{row.device}:{row.sensor}:{int(row.since.timestamp())}"
+
+
+class VenueWatchServer:
+    """Ingest + timed rules + web in one process (the default `--role all`)."""
+
+    def __init__(self, config: ServerConfig, inventory: Inventory, *, role: str = "all",
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.role = role
+        self._now = now
+        self.engine = open_store(config, inventory)
+        self.hub = Hub()
+        self.book = AlertBook(self.engine, self.hub, inventory)
+        self.ingest = Ingest(self.engine, inventory, self.book, self.hub, config.tz,
+                             config.ingest.max_payload_bytes, root=config.broker.root, now=now)
+        self.mqtt = MqttIngest(self.ingest, config.broker) if role in ("all", "ingest") else None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.http = None
+        if role in ("all", "web"):
+            services = Services(self.engine, inventory, self.book, self.hub, self.ingest.counters, config.tz,
+                                broker_connected=self.mqtt.connected.is_set if self.mqtt else None)
+            app = create_app(services, load_secret_key(config.data_dir),
+                             secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours)
+            self.http = create_server(app, host=config.http.host, port=config.http.port,
+                                      threads=config.http.threads, channel_timeout=300, ident="venuewatch")
+
+    @property
+    def url(self) -> str:
+        assert self.http is not None
+        host = self.config.http.host
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.http.effective_port}"
+
+    def start(self) -> None:
+        if self.mqtt:
+            self.mqtt.start()
+        if self.role in ("all", "ingest"):
+            self._spawn("timed-rules", self._timed_rules_loop)
+        if self.http:
+            self._spawn("http", self.http.run)
+            log.info("event=web_started url=%s", self.url)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.mqtt:
+            self.mqtt.stop()
+        if self.http:
+            self.http.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.engine.dispose()
+
+    def check_timed_rules(self) -> int:
+        """Evaluate rules that fire on time passing rather than on a message; returns alerts opened."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(sensor_states).where(
+                (sensor_states.c.kind == "door") & (sensor_states.c.state == "open"))).all()
+        open_doors = [OpenDoor(r.device, r.sensor, r.since, r.event_id or _synthetic_id(r)) for r in rows]
+        limit = timedelta(minutes=self.config.rules.door_held_open_minutes)
+        opened = 0
+        for decision in doors_held_open(open_doors, self.inventory.venues, self.inventory.device_venue,
+                                        self._now(), limit, self.config.tz):
+            opened += self.book.apply(decision) is not None
+        return opened
+
+    def _timed_rules_loop(self) -> None:
+        while not self._stop.wait(self.config.rules.check_interval_s):
+            try:
+                self.check_timed_rules()
+            except Exception:
+                log.exception("event=timed_rules_error")

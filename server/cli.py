@@ -1,0 +1,130 @@
+"""`venuewatch` command line: server, demo, user, check-config. Errors are one clear message, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from protocol.configfile import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="venuewatch", description="venuewatch county server")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("server", help="run the server (ingest, web, timed rules)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--role", choices=["all", "ingest", "web"], default="all")
+
+    p = sub.add_parser("demo", help="everything in one process on embedded defaults")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--mqtt-port", type=int, default=0, help="embedded broker port (0: a free one)")
+    p.add_argument("--data-dir", type=Path, help="default: a new temporary directory")
+
+    p = sub.add_parser("user", help="accounts and API tokens")
+    user_sub = p.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, help="county_admin, county_reviewer, township_duty, village_viewer")
+    add.add_argument("--scope", help="township id (township_duty) or village id (village_viewer)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--config", required=True)
+    tok = user_sub.add_parser("token", help="create an API token (shown once)")
+    tok.add_argument("name")
+    tok.add_argument("--config", required=True)
+
+    p = sub.add_parser("check-config", help="validate a server, inventory, device or scenario file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--device", type=Path, help="device config, to check a scenario against its doors")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "server":
+            return _server(args.config, args.role)
+        if args.command == "demo":
+            from server.demo import run_demo
+
+            return run_demo(args.http_port, args.mqtt_port, args.data_dir)
+        if args.command == "user":
+            return _user(args)
+        return _check_config(args.file, args.device)
+    except ConfigError as exc:
+        print(f"venuewatch: configuration error\n{exc}", file=sys.stderr)
+        return 2
+
+
+def _load(config_path: str):
+    from server.config import load_server_config
+    from server.inventory import load_inventory
+
+    config = load_server_config(config_path)
+    return config, load_inventory(config.inventory)
+
+
+def _server(config_path: str, role: str) -> int:
+    from server.app import VenueWatchServer
+
+    config, inventory = _load(config_path)
+    server = VenueWatchServer(config, inventory, role=role)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    if server.http:
+        print(f"venuewatch: console at {server.url}", flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def _user(args: argparse.Namespace) -> int:
+    from server.app import open_store
+    from server.users import UserError, add_user, check_new_user, new_token
+
+    config, inventory = _load(args.config)
+    engine = open_store(config, inventory)
+    try:
+        if args.user_command == "token":
+            print(new_token(engine, args.name))
+            return 0
+        check_new_user(args.name, args.role, args.scope, inventory)
+        password, generated = _password(args.password_stdin)
+        add_user(engine, inventory, args.name, args.role, args.scope, password)
+    except UserError as exc:
+        print(f"venuewatch user: {exc}", file=sys.stderr)
+        return 2
+    print(f"user {args.name} created ({args.role}{', ' + args.scope if args.scope else ''})")
+    if generated:
+        print(f"password (shown once, change it after first login): {password}")
+    return 0
+
+
+def _password(from_stdin: bool) -> tuple[str, bool]:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if first != getpass.getpass("again: "):
+            raise SystemExit("venuewatch user: the two passwords differ")
+        return first, False
+    # No terminal and no --password-stdin (e.g. a provisioning script): never invent a guessable default.
+    return secrets.token_urlsafe(12), True
+
+
+def _check_config(path: Path, device: Path | None) -> int:
+    from server.configcheck import check_file
+
+    print(check_file(path, device))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

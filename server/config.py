@@ -1,0 +1,86 @@
+"""Server configuration (`venuewatch server --config FILE`). Every key is in docs/configuration.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edge.config import BrokerSettings
+from protocol.configfile import ConfigError, load_model
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerBroker(BrokerSettings):
+    client_id: str = Field("venuewatch-server", description="MQTT client id; the broker keeps its session")
+
+
+class HttpSettings(_Strict):
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    threads: int = Field(64, ge=4, le=1024, description="worker threads; each live console holds one")
+    secure_cookies: bool = Field(True, description="send the session cookie only over HTTPS")
+    session_hours: float = Field(12, gt=0, le=24 * 7, description="log in again after this long")
+
+
+class IngestSettings(_Strict):
+    max_payload_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024, description="larger messages are rejected")
+
+
+class RuleSettings(_Strict):
+    door_held_open_minutes: float = Field(10, gt=0, le=24 * 60, description="closed-hours door open this long alerts")
+    check_interval_s: float = Field(5, gt=0, le=300, description="how often timed rules are evaluated")
+
+
+class ServerConfig(_Strict):
+    broker: ServerBroker
+    database_url: str = Field("", description="SQLAlchemy URL; default: SQLite file in data_dir")
+    timezone: str = Field("Asia/Shanghai", description="IANA zone for opening hours and reports")
+    inventory: Path = Field(description="inventory YAML (relative paths are relative to this file)")
+    data_dir: Path = Field(Path("/var/lib/venuewatch"), description="database, secret key")
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    rules: RuleSettings = Field(default_factory=RuleSettings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone name (e.g. Asia/Shanghai)") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError(f"{value!r}: use sqlite:////path/file.db or postgresql+psycopg://user@host/db")
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'venuewatch.db'}"
+
+
+def load_server_config(path: str | Path) -> ServerConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the server config ({exc.strerror})") from None
+    config = load_model(ServerConfig, text, str(path))
+    base = path.parent
+    updates = {}
+    if not config.inventory.is_absolute():
+        updates["inventory"] = base / config.inventory
+    if not config.data_dir.is_absolute():
+        updates["data_dir"] = base / config.data_dir
+    return config.model_copy(update=updates)

@@ -1,0 +1,88 @@
+"""In-process fan-out of live updates to console streams (SSE), with a short replay buffer.
+
+Each message carries an increasing id; a browser that reconnects sends Last-Event-ID and receives what it
+missed, or `resync` when the gap is older than the buffer.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Update:
+    id: int
+    type: str  # alert | state | resync
+    venue_id: str | None
+    data: dict[str, Any]
+
+
+class Subscription:
+    def __init__(self, hub: Hub, venues: frozenset[str] | None) -> None:
+        self._hub = hub
+        self.venues = venues  # None: every venue
+        self.queue: queue.Queue[Update] = queue.Queue(maxsize=10_000)
+        self.overflowed = False
+
+    def wants(self, update: Update) -> bool:
+        return self.venues is None or update.venue_id is None or update.venue_id in self.venues
+
+    def get(self, timeout: float) -> Update | None:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class Hub:
+    def __init__(self, replay: int = 2000) -> None:
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._recent: deque[Update] = deque(maxlen=replay)
+        self._subs: set[Subscription] = set()
+
+    def publish(self, type_: str, venue_id: str | None, data: dict[str, Any]) -> Update:
+        with self._lock:
+            update = Update(self._next_id, type_, venue_id, data)
+            self._next_id += 1
+            self._recent.append(update)
+            subs = list(self._subs)
+        for sub in subs:
+            if not sub.wants(update):
+                continue
+            try:
+                sub.queue.put_nowait(update)
+            except queue.Full:
+                # A stalled client must not hold memory forever; it is told to reload instead.
+                sub.overflowed = True
+        return update
+
+    def subscribe(self, venues: frozenset[str] | None, last_id: int | None = None) -> Subscription:
+        sub = Subscription(self, venues)
+        with self._lock:
+            self._subs.add(sub)
+            if last_id is not None:
+                oldest = self._recent[0].id if self._recent else self._next_id
+                if last_id + 1 < oldest:
+                    sub.queue.put_nowait(Update(0, "resync", None, {}))
+                for update in self._recent:
+                    if update.id > last_id and sub.wants(update):
+                        sub.queue.put_nowait(update)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        with self._lock:
+            return len(self._subs)
+

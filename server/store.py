@@ -1,0 +1,197 @@
+"""SQL storage (SQLAlchemy Core): inventory, device status, sensor states, events, alerts, users, audit.
+
+SQLite in WAL mode by default; the same code runs on PostgreSQL. Times are stored as naive UTC and handed
+out as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.pool import NullPool
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+venues = Table(
+    "venues", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("village_id", String(64), nullable=False),
+    Column("village_name", Text, nullable=False),
+    Column("township_id", String(64), nullable=False),
+    Column("township_name", Text, nullable=False),
+    Column("hours", JSON, nullable=False),
+)
+
+devices = Table(
+    "devices", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("venue_id", String(64), ForeignKey("venues.id"), nullable=False),
+    Column("status", String(16), nullable=False, default="unknown"),
+    Column("status_at", UTCDateTime),
+    Column("last_seen", UTCDateTime),
+    Column("boot", String(64)),
+    Column("metrics", JSON),
+)
+
+sensor_states = Table(
+    "sensor_states", metadata,
+    Column("device", String(64), primary_key=True),
+    Column("sensor", String(64), primary_key=True),
+    Column("kind", String(16)),
+    Column("state", String(64), nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("event_id", String(64)),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("device", String(64), nullable=False),
+    Column("venue_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("sensor", String(64), nullable=False),
+    Column("state", String(64), nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("time_source", String(16), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("boot", String(64), nullable=False),
+    Column("mono", Float, nullable=False),
+    Column("synced", Boolean, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_events_venue_time", "venue_id", "occurred_at"),
+    Index("ix_events_device_seq", "device", "seq"),
+)
+
+alerts = Table(
+    "alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(32), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("venue_id", String(64), nullable=False),
+    Column("device", String(64)),
+    Column("sensor", String(64)),
+    Column("key", String(200), nullable=False),
+    # Equal to `key` while the alert is not resolved, NULL after: the unique index makes "one active alert
+    # per condition" a database guarantee, so concurrent ingest workers cannot double-fire.
+    Column("active_key", String(200), unique=True),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("acked_at", UTCDateTime),
+    Column("acked_by", String(64)),
+    Column("resolved_at", UTCDateTime),
+    Column("resolved_by", String(64)),
+    Column("outcome", String(32)),
+    Column("notes", JSON, nullable=False),
+    Column("event_ids", JSON, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index("ix_alerts_status", "status", "opened_at"),
+    Index("ix_alerts_key", "key"),
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("scope", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("label", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(200)),
+    Column("detail", JSON),
+)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        # One connection per checkout: SQLite connections are cheap and WAL lets readers run beside the
+        # single writer; busy_timeout makes concurrent writers wait instead of failing.
+        engine = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before we PUBACK the message, so a power cut cannot lose a stored event.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_schema(engine: Engine) -> None:
+    metadata.create_all(engine)
+
+
+def insert_ignore(dialect_name: str, table: Table):
+    """INSERT ... ON CONFLICT DO NOTHING for the two supported databases."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)

@@ -1,0 +1,75 @@
+"""The Flask application: duty console (session login) and JSON API (bearer tokens)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, Response
+from sqlalchemy import Engine
+
+from server.alerts import AlertBook
+from server.hub import Hub
+from server.ingest import IngestCounters
+from server.inventory import Inventory
+
+
+@dataclass
+class Services:
+    """What the web layer needs from the rest of the server."""
+
+    engine: Engine
+    inventory: Inventory
+    book: AlertBook
+    hub: Hub
+    counters: IngestCounters
+    tz: Any
+    broker_connected: Any = None  # callable -> bool, None when the web runs without ingest
+
+
+def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = True,
+               session_hours: float = 12, testing: bool = False) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure_cookies,
+        SESSION_COOKIE_NAME="vw_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=session_hours),
+        JSON_AS_ASCII=False,
+        TESTING=testing,
+    )
+    app.extensions["venuewatch"] = services
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+    from server.web import api, auth, console, ops
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(console.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(ops.bp)
+    app.before_request(auth.load_user)
+    app.after_request(_security_headers)
+    return app
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # Everything is served from this server: the county intranet has no internet and needs no CDN.
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    )
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def new_secret_key() -> bytes:
+    return secrets.token_bytes(32)

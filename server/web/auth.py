@@ -1,0 +1,106 @@
+"""Who is asking: session login for the console, bearer tokens for the API, CSRF for session writes."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+
+from server.users import User, authenticate, get_user, user_for_token, visible_venues
+
+bp = Blueprint("auth", __name__)
+
+
+def services() -> Any:
+    return current_app.extensions["venuewatch"]
+
+
+def load_user() -> None:
+    g.user = None
+    g.via_token = False
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        g.user = user_for_token(services().engine, header[7:].strip())
+        g.via_token = g.user is not None
+        return
+    user_id = session.get("user_id")
+    if user_id is not None:
+        g.user = get_user(services().engine, user_id)
+        if g.user is None:
+            session.clear()
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+def _csrf_ok() -> bool:
+    sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf") or ""
+    return bool(session.get("csrf")) and hmac.compare_digest(sent, session["csrf"])
+
+
+def api_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if g.user is None:
+            return {"error": "authentication required", "hint": "send Authorization: Bearer <token>"}, 401
+        if not g.via_token and request.method not in ("GET", "HEAD") and not _csrf_ok():
+            return {"error": "missing or wrong CSRF token"}, 403
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def page_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if g.user is None or g.via_token:
+            return redirect(url_for("auth.login", next=request.path))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def scope() -> frozenset[str] | None:
+    user: User = g.user
+    return visible_venues(user, services().inventory)
+
+
+def can_see(venue_id: str) -> bool:
+    allowed = scope()
+    return venue_id in services().inventory.venues and (allowed is None or venue_id in allowed)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    error = None
+    if request.method == "POST":
+        if not _csrf_ok():
+            abort(400, "表单已过期，请刷新页面后重试 (stale form: reload and try again)")
+        user = authenticate(services().engine, request.form.get("username", ""), request.form.get("password", ""))
+        if user:
+            session.clear()
+            session.permanent = True
+            session["user_id"] = user.id
+            csrf_token()
+            target = request.args.get("next", "")
+            # Only local paths: an open redirect would let a phishing link borrow our login page.
+            if not target.startswith("/") or target.startswith("//"):
+                target = url_for("console.index")
+            return redirect(target)
+        error = "用户名或密码错误"
+    return render_template("login.html", error=error, csrf=csrf_token()), (401 if error else 200)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Any:
+    if _csrf_ok():
+        session.clear()
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,46 @@
+"""Liveness and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+
+from server.web.auth import api_login_required, services
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.route("/healthz")
+def healthz() -> Any:
+    # Public on purpose (load balancers, systemd watchdogs); it reveals nothing but liveness.
+    connected = services().broker_connected
+    broker = None if connected is None else bool(connected())
+    return {"status": "ok", "broker_connected": broker}, 200
+
+
+@bp.route("/metrics")
+@api_login_required
+def metrics() -> Response:
+    svc = services()
+    counts = svc.counters.snapshot()
+    lines = [
+        "# HELP venuewatch_ingest_received_total MQTT messages received by ingest",
+        "# TYPE venuewatch_ingest_received_total counter",
+        f"venuewatch_ingest_received_total {counts.get('received', 0)}",
+        "# HELP venuewatch_ingest_stored_total messages stored",
+        "# TYPE venuewatch_ingest_stored_total counter",
+        f"venuewatch_ingest_stored_total {counts.get('stored', 0)}",
+        "# HELP venuewatch_ingest_duplicates_total events received again and ignored (idempotent on id)",
+        "# TYPE venuewatch_ingest_duplicates_total counter",
+        f"venuewatch_ingest_duplicates_total {counts.get('duplicate', 0)}",
+        "# HELP venuewatch_ingest_rejected_total messages rejected, by reason",
+        "# TYPE venuewatch_ingest_rejected_total counter",
+    ]
+    lines += [f'venuewatch_ingest_rejected_total{{reason="{r}"}} {n}' for r, n in svc.counters.rejected().items()]
+    lines += [
+        "# HELP venuewatch_stream_clients live console connections",
+        "# TYPE venuewatch_stream_clients gauge",
+        f"venuewatch_stream_clients {svc.hub.subscribers}",
+    ]
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

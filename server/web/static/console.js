@@ -1,0 +1,83 @@
+// 告警页: open and acknowledged alerts, updated live; acknowledge with a note, resolve with an outcome.
+"use strict";
+
+(() => {
+  const config = JSON.parse(document.getElementById("console-config").textContent);
+  const rows = document.getElementById("alert-rows");
+  const resolvedRows = document.getElementById("resolved-rows");
+  const count = document.getElementById("open-count");
+  const SEVERITY = { high: "高", medium: "中", low: "低" };
+  const STATUS = { open: "未确认", acked: "已确认", resolved: "已处置" };
+  const alerts = new Map();
+
+  function actions(alert) {
+    if (!config.canAct || alert.status === "resolved") { return ""; }
+    const cell = VW.el("div", { class: "actions" });
+    const note = VW.el("input", { type: "text", placeholder: "备注", "aria-label": "备注", class: "note" });
+    cell.append(note);
+    if (alert.status === "open") {
+      cell.append(VW.el("button", { type: "button", class: "ack", onclick: () => act(alert, "ack", { note: note.value }) }, "确认"));
+    }
+    const outcome = VW.el("select", { "aria-label": "处置结果", class: "outcome" });
+    outcome.innerHTML = document.getElementById("outcome-options").innerHTML;
+    cell.append(outcome, VW.el("button", { type: "button", class: "resolve", onclick: () => {
+      if (!outcome.value) { outcome.focus(); outcome.classList.add("missing"); return; }
+      act(alert, "resolve", { outcome: outcome.value, note: note.value });
+    } }, "处置"));
+    return cell;
+  }
+
+  async function act(alert, verb, body) {
+    try {
+      upsert(await VW.api(`/alerts/${alert.id}/${verb}`, { method: "POST", body }));
+    } catch (err) {
+      window.alert("操作失败：" + err.message);
+      reload();
+    }
+  }
+
+  function where(a) {
+    return [a.township_name, a.village_name, a.venue_name].filter(Boolean).join(" · ");
+  }
+
+  function row(a) {
+    return VW.el("tr", { "data-alert-id": a.id, class: `sev-${a.severity} st-${a.status}` },
+      VW.el("td", {}, VW.time(a.opened_at)),
+      VW.el("td", {}, VW.el("span", { class: `badge sev-${a.severity}` }, SEVERITY[a.severity] || a.severity)),
+      VW.el("td", {}, a.title || a.rule),
+      VW.el("td", {}, where(a)),
+      VW.el("td", {}, [a.device, a.sensor].filter(Boolean).join(" / ")),
+      VW.el("td", {}, STATUS[a.status] + (a.acked_by ? `（${a.acked_by}）` : "")),
+      VW.el("td", {}, actions(a)));
+  }
+
+  function resolvedRow(a) {
+    const outcome = config.outcomes[a.outcome] || (a.outcome === "condition_cleared" ? "已自动恢复" : a.outcome);
+    return VW.el("tr", { "data-alert-id": a.id },
+      VW.el("td", {}, VW.time(a.resolved_at)), VW.el("td", {}, a.title || a.rule),
+      VW.el("td", {}, where(a)), VW.el("td", {}, outcome), VW.el("td", {}, a.resolved_by || ""));
+  }
+
+  function render() {
+    const all = [...alerts.values()].sort((x, y) => y.opened_at.localeCompare(x.opened_at) || y.id - x.id);
+    const active = all.filter((a) => a.status !== "resolved");
+    rows.replaceChildren(...(active.length ? active.map(row)
+      : [VW.el("tr", { class: "empty" }, VW.el("td", { colspan: 7 }, "当前没有待处理告警"))]));
+    resolvedRows.replaceChildren(...all.filter((a) => a.status === "resolved").slice(0, 20).map(resolvedRow));
+    count.textContent = String(active.length);
+    document.title = (active.length ? `(${active.length}) ` : "") + "告警 · venuewatch";
+  }
+
+  function upsert(alert) { alerts.set(alert.id, alert); render(); }
+
+  async function reload() {
+    const [open, acked, resolved] = await Promise.all(
+      ["open", "acked", "resolved"].map((s) => VW.api(`/alerts?status=${s}&limit=200`)));
+    alerts.clear();
+    for (const a of [...open.alerts, ...acked.alerts, ...resolved.alerts.slice(0, 20)]) { alerts.set(a.id, a); }
+    render();
+  }
+
+  VW.live({ alert: upsert }, reload);
+  reload();
+})();
