@@ -65,6 +65,7 @@ class DoorSensor:
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._last_report: float | None = None
+        self._started = False
         # bounce_time stays None: gpiozero would drop the trailing edge, we debounce ourselves.
         self._device = DigitalInputDevice(settings.pin, pull_up=True, pin_factory=pin_factory)
         self.state = self._read()
@@ -82,10 +83,12 @@ class DoorSensor:
             self.state = self._read()
         self._device.when_activated = self._pin_changed
         self._device.when_deactivated = self._pin_changed
+        self._started = True
 
     def close(self) -> None:
-        self._device.when_activated = None
-        self._device.when_deactivated = None
+        if self._started:
+            self._device.when_activated = None
+            self._device.when_deactivated = None
         with self._lock:
             if self._timer:
                 self._timer.cancel()

@@ -87,10 +87,11 @@ class VenueWatchServer:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.http = None
+        self.app = None
         if role in ("all", "web"):
             services = Services(self.engine, inventory, self.book, self.hub, self.ingest.counters, config.tz,
                                 broker_connected=self.mqtt.connected.is_set if self.mqtt else None)
-            app = create_app(services, load_secret_key(config.data_dir),
+            self.app = app = create_app(services, load_secret_key(config.data_dir),
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours)
             self.http = create_server(app, host=config.http.host, port=config.http.port,
                                       threads=config.http.threads, channel_timeout=300, ident="venuewatch")

@@ -1,0 +1,39 @@
+from datetime import datetime, timedelta, timezone
+
+from edge.events import EventFactory
+from edge.sequence import SequenceCounter
+
+
+class FakeClock:
+    """A clock we set by hand: the Pi before NTP sync believes it is 1970."""
+
+    def __init__(self) -> None:
+        self.wall = datetime(1970, 1, 1, 8, 0, 5, tzinfo=timezone(timedelta(hours=8)))
+        self.monotonic = 12.3456
+        self.is_synced = False
+
+    def now(self):
+        return self.wall
+
+    def mono(self):
+        return self.monotonic
+
+    def boot_id(self):
+        return "boot-abc"
+
+    def synced(self):
+        return self.is_synced
+
+
+def test_events_carry_time_fields_and_increasing_seq(tmp_path):
+    clock = FakeClock()
+    factory = EventFactory("pi-0001", clock, SequenceCounter(tmp_path / "seq"))
+    first = factory.make("door", "front", "open")
+    clock.monotonic += 2
+    clock.is_synced = True
+    second = factory.make("door", "front", "closed")
+    assert (first.seq, second.seq) == (1, 2)
+    assert first.id != second.id and len(first.id) == 26
+    assert first.boot == "boot-abc" and first.mono == 12.346 and first.synced is False
+    assert second.synced is True and second.mono == 14.346
+    assert first.ts == clock.wall and first.device == "pi-0001"

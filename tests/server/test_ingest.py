@@ -1,0 +1,94 @@
+"""Ingest decisions without a broker: every bad input is counted and the good ones around it are stored."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from server.store import events
+from tests.server.conftest import event_payload
+
+
+def stored_events(server) -> int:
+    with server.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(events)).scalar_one()
+
+
+def test_each_bad_message_is_rejected_with_its_reason_and_good_ones_are_stored(offline_server):
+    handle = offline_server.ingest.handle
+    good = [event_payload("pi-a") for _ in range(3)]
+    bad = [
+        ("vw/pi-a/event", b"{not json", "rejected.bad_json"),
+        ("vw/pi-a/event", json.dumps({**json.loads(event_payload("pi-a")), "seq": "x"}).encode(), "rejected.invalid"),
+        ("vw/pi-zz/event", event_payload("pi-zz"), "rejected.unknown_device"),
+        ("vw/pi-a/event", event_payload("pi-b"), "rejected.device_mismatch"),
+        ("vw/pi-a/event", b"x" * (64 * 1024 + 1), "rejected.oversized"),
+        ("vw/pi-a/whatever", b"{}", "rejected.unknown_topic"),
+        ("elsewhere/pi-a/event", b"{}", "rejected.unknown_topic"),
+        ("vw/pi-a/status", b'{"v": 9, "state": "online"}', "rejected.bad_version"),
+    ]
+    outcomes = [handle("vw/pi-a/event", good[0])]
+    for topic, payload, _ in bad:
+        outcomes.append(handle(topic, payload))
+    outcomes += [handle("vw/pi-a/event", g) for g in good[1:]]
+    assert outcomes == ["stored"] + [expected for _, _, expected in bad] + ["stored", "stored"]
+    assert stored_events(offline_server) == 3
+    rejected = offline_server.ingest.counters.rejected()
+    assert sum(rejected.values()) == len(bad)
+    assert rejected["unknown_topic"] == 2 and rejected["oversized"] == 1
+
+
+def test_resent_event_is_stored_once(offline_server):
+    payload = event_payload("pi-a")
+    assert offline_server.ingest.handle("vw/pi-a/event", payload) == "stored"
+    assert offline_server.ingest.handle("vw/pi-a/event", payload) == "duplicate"
+    assert stored_events(offline_server) == 1
+    assert len(offline_server.book.list()) == 1  # and raised one alert, not two
+
+
+def test_own_downlink_topics_are_ignored_not_rejected(offline_server):
+    assert offline_server.ingest.handle("vw/pi-a/ack", b'{"v":1,"upto":3}') == "ignored"
+    assert sum(offline_server.ingest.counters.rejected().values()) == 0
+
+
+def test_after_hours_opening_alerts_and_opening_hours_do_not(offline_server):
+    offline_server.ingest.handle("vw/pi-a/event", event_payload("pi-a"))  # venue-a: always closed
+    offline_server.ingest.handle("vw/pi-b/event", event_payload("pi-b"))  # venue-b: always open
+    alerts = offline_server.book.list()
+    assert [(a["rule"], a["venue"], a["severity"]) for a in alerts] == [("door_after_hours", "venue-a", "high")]
+
+
+def test_offline_status_alerts_once_and_online_resolves_it(offline_server):
+    handle = offline_server.ingest.handle
+    for _ in range(3):  # retained Last Will seen again on every reconnect
+        handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')
+    [alert] = offline_server.book.list()
+    assert (alert["rule"], alert["status"]) == ("device_offline", "open")
+    handle("vw/pi-a/status", b'{"v":1,"state":"online","ts":"2026-11-26T10:00:00+08:00"}')
+    [alert] = offline_server.book.list()
+    assert (alert["status"], alert["outcome"], alert["resolved_by"]) == ("resolved", "condition_cleared", "system")
+    handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')  # offline again later: a new alert
+    assert [a["status"] for a in offline_server.book.list()] == ["open", "resolved"]
+
+
+def test_door_held_open_fires_once_per_opening(offline_server):
+    from datetime import datetime, timedelta, timezone
+
+    offline_server.ingest.handle("vw/pi-a/event", event_payload("pi-a"))
+    later = datetime.now(timezone.utc) + timedelta(minutes=11)
+    offline_server._now = lambda: later
+    assert offline_server.check_timed_rules() == 1
+    assert offline_server.check_timed_rules() == 0
+    rules = sorted(a["rule"] for a in offline_server.book.list())
+    assert rules == ["door_after_hours", "door_held_open"]
+
+
+def test_an_internal_error_is_counted_and_ingest_goes_on(offline_server, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(offline_server.ingest, "_event", broken)
+    assert offline_server.ingest.handle("vw/pi-a/event", event_payload("pi-a")) == "rejected.internal_error"
+    monkeypatch.undo()
+    assert offline_server.ingest.handle("vw/pi-a/event", event_payload("pi-a")) == "stored"
