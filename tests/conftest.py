@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,64 +11,21 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ALWAYS_CLOSED, inventory_dict, write_yaml
+from tests.services import Mosquitto, start_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
-
-
-@dataclass
-class Broker:
-    port: int
-    process: subprocess.Popen
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-
 @pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """A real mosquitto on a free port with its own config; killed at the end of the session."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(binary):
-        pytest.fail("mosquitto is not installed: run `apt-get install -y mosquitto` (.ci/run does)")
-    workdir = tmp_path_factory.mktemp("mosquitto")
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        "persistence false\n"
-        "max_inflight_messages 100\n"
-        "max_queued_messages 100000\n"
-        f"log_dest file {workdir / 'mosquitto.log'}\n"
-    )
-    process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """A real mosquitto on a free port with its own config; stopped at the end of the session."""
     try:
-        wait_port(port)
-    except RuntimeError:
-        process.kill()
-        raise
-    yield Broker(port, process)
-    process.terminate()
-    process.wait(timeout=10)
+        broker = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield broker
+    broker.stop()
 
 
 @dataclass
@@ -82,13 +35,14 @@ class RunningServer:
     token: str
     data_dir: Path
     config_path: Path
+    root: str
 
 
 def make_server_files(tmp: Path, broker_url: str, venues: list, client_id: str = "vw-test-server",
-                      **rules: float) -> Path:
+                      root: str = "vw", **rules: float) -> Path:
     write_yaml(tmp / "inventory.yaml", inventory_dict(venues))
     config = {
-        "broker": {"url": broker_url, "client_id": client_id, "keepalive_s": 5},
+        "broker": {"url": broker_url, "client_id": client_id, "keepalive_s": 5, "root": root},
         "inventory": "inventory.yaml", "data_dir": "data",
         "http": {"host": "127.0.0.1", "port": 0, "secure_cookies": False, "threads": 16},
         "rules": {"check_interval_s": 0.2, **rules},
@@ -106,10 +60,13 @@ def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
 
     started: list = []
 
-    def start(broker_url: str, venues: list | None = None, **rules: float) -> RunningServer:
+    def start(broker_url: str, venues: list | None = None, root: str | None = None, **rules: float) -> RunningServer:
+        # Each test gets its own topic root on the shared broker, so retained messages of one test's devices
+        # never reach another test's server.
+        root = root or f"vwt{len(request.node.name)}x{abs(hash(request.node.nodeid)) % 10**8}"
         venues = venues or [("venue-a", "t-one", ALWAYS_CLOSED, ["sim-a"])]
         client_id = f"vw-test-{request.node.name[:40]}-{len(started)}"
-        config_path = make_server_files(tmp_path, broker_url, venues, client_id=client_id, **rules)
+        config_path = make_server_files(tmp_path, broker_url, venues, client_id=client_id, root=root, **rules)
         config = load_server_config(config_path)
         server = VenueWatchServer(config, load_inventory(config.inventory))
         add_user(server.engine, server.inventory, "admin", "county_admin", None, "correct horse battery")
@@ -118,7 +75,7 @@ def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
         started.append(server)
         assert server.mqtt is not None
         assert server.mqtt.connected.wait(10), "server did not connect to the broker"
-        return RunningServer(server, server.url, token, config.data_dir, config_path)
+        return RunningServer(server, server.url, token, config.data_dir, config_path, root)
 
     yield start
     for server in started:
@@ -126,10 +83,10 @@ def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
 
 
 def device_yaml(tmp: Path, device: str, broker_url: str, doors: list[dict] | None = None,
-                heartbeat_s: float = 1, keepalive_s: int = 5) -> Path:
+                heartbeat_s: float = 1, keepalive_s: int = 5, root: str = "vw") -> Path:
     doors = doors if doors is not None else [{"id": "front", "pin": 17, "contact": "nc", "debounce_ms": 20}]
     return write_yaml(tmp / f"{device}.yaml", {
-        "device": device, "broker": {"url": broker_url, "keepalive_s": keepalive_s},
+        "device": device, "broker": {"url": broker_url, "keepalive_s": keepalive_s, "root": root},
         "data_dir": str(tmp / "agent" / device), "heartbeat_s": heartbeat_s, "doors": doors,
     })
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,7 @@ _seq = iter(range(1, 1_000_000))
 def event_payload(device: str, state: str = "open", *, event_id: str | None = None, **extra) -> bytes:
     seq = next(_seq)
     body = {"v": 1, "id": event_id or f"EV{seq:08d}{device}".replace("-", ""), "seq": seq, "device": device,
-            "ts": datetime.now(timezone.utc).isoformat(), "boot": "b1", "mono": float(seq), "synced": True,
+            "ts": datetime.now(UTC).isoformat(), "boot": "b1", "mono": float(seq), "synced": True,
             "kind": "door", "sensor": "front", "state": state, **extra}
     return json.dumps(body).encode()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 from sqlalchemy import func, select
 
@@ -73,10 +74,10 @@ def test_offline_status_alerts_once_and_online_resolves_it(offline_server):
 
 
 def test_door_held_open_fires_once_per_opening(offline_server):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     offline_server.ingest.handle("vw/pi-a/event", event_payload("pi-a"))
-    later = datetime.now(timezone.utc) + timedelta(minutes=11)
+    later = datetime.now(UTC) + timedelta(minutes=11)
     offline_server._now = lambda: later
     assert offline_server.check_timed_rules() == 1
     assert offline_server.check_timed_rules() == 0

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from server.hours import parse_weekly
@@ -44,9 +44,9 @@ def test_closing_never_alerts():
 
 def test_hours_are_judged_in_the_venue_time_zone():
     # 02:00 UTC on Monday is 10:00 in Shanghai: open.
-    assert door_after_hours(door("open", datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)), VENUE, TZ) is None
+    assert door_after_hours(door("open", datetime(2026, 11, 23, 2, 0, tzinfo=UTC)), VENUE, TZ) is None
     # 12:00 UTC is 20:00 in Shanghai: closed.
-    assert door_after_hours(door("open", datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)), VENUE, TZ)
+    assert door_after_hours(door("open", datetime(2026, 11, 23, 12, 0, tzinfo=UTC)), VENUE, TZ)
 
 
 def test_held_open_needs_the_limit_and_closed_hours():
@@ -71,8 +71,8 @@ def test_device_offline_opens_and_online_resolves_the_same_key():
 
 
 def test_event_time_falls_back_to_receipt_when_the_clock_is_not_trusted():
-    received = datetime(2026, 11, 23, 14, 0, tzinfo=timezone.utc)
+    received = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     assert occurred_at(received - timedelta(seconds=3), True, received) == (received - timedelta(seconds=3),
                                                                               "device")
-    assert occurred_at(datetime(1970, 1, 1, tzinfo=timezone.utc), False, received) == (received, "server")
+    assert occurred_at(datetime(1970, 1, 1, tzinfo=UTC), False, received) == (received, "server")
     assert occurred_at(received + timedelta(hours=5), True, received) == (received, "server")

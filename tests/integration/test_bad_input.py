@@ -1,0 +1,64 @@
+"""Garbage on the real broker: every bad message rejected and counted, the good ones around it stored."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+import pytest
+import requests
+
+from tests.helpers import ALWAYS_OPEN, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def good_event(seq: int) -> bytes:
+    return json.dumps({"v": 1, "id": f"GOOD{seq:06d}", "seq": seq, "device": "sim-a",
+                       "ts": datetime.now(UTC).isoformat(), "boot": "b", "mono": float(seq),
+                       "synced": True, "kind": "door", "sensor": "front",
+                       "state": "open" if seq % 2 else "closed"}).encode()
+
+
+BAD = [
+    ("vwbad/sim-a/event", b"{this is not json", "bad_json"),
+    ("vwbad/sim-a/event", json.dumps({"v": 1, "id": "X1", "seq": "one"}).encode(), "invalid"),
+    ("vwbad/sim-a/event", good_event(999).replace(b'"synced": true', b'"synced": "yes"'), "invalid"),
+    ("vwbad/sim-ghost/event", good_event(998).replace(b"sim-a", b"sim-ghost"), "unknown_device"),
+    ("vwbad/sim-a/event", good_event(997).replace(b'"device": "sim-a"', b'"device": "sim-b"'), "device_mismatch"),
+    ("vwbad/sim-a/event", b"{" + b" " * (64 * 1024) + b"}", "oversized"),
+    ("vwbad/sim-a/firmware", b"{}", "unknown_topic"),
+    ("vwbad/sim-a/status", b'{"v": 3, "state": "online"}', "bad_version"),
+]
+
+
+def test_bad_messages_are_rejected_counted_and_do_not_stop_ingest(mosquitto, server_factory):
+    # Own topic root: retained messages left by other tests' devices must not count here.
+    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_OPEN, ["sim-a", "sim-b"])], root="vwbad")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="attacker-and-friend")
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    seq = 0
+    for topic, payload, _ in BAD:
+        seq += 1
+        client.publish("vwbad/sim-a/event", good_event(seq), qos=1).wait_for_publish(5)
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
+    seq += 1
+    client.publish("vwbad/sim-a/event", good_event(seq), qos=1).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    events = wait_for(lambda: len(e := requests.get(srv.url + "/api/v1/events?venue=venue-a", headers=headers,
+                                                    timeout=5).json()["events"]) == seq and e,
+                      timeout=15, what=f"{seq} good events")
+    assert sorted(e["seq"] for e in events) == list(range(1, seq + 1))
+    expected: dict[str, int] = {}
+    for _, _, reason in BAD:
+        expected[reason] = expected.get(reason, 0) + 1
+    rejected = {k: v for k, v in srv.server.ingest.counters.rejected().items() if v}
+    assert rejected == expected
+    assert requests.get(srv.url + "/healthz", timeout=5).json() == {"status": "ok", "broker_connected": True}
+    metrics = requests.get(srv.url + "/metrics", headers=headers, timeout=5).text
+    assert 'venuewatch_ingest_rejected_total{reason="oversized"} 1' in metrics

@@ -1,0 +1,95 @@
+"""The command lines as users meet them: wrong files give one clear message and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=60, input=stdin)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+SERVER = """\
+broker: {url: "mqtt://127.0.0.1:1883"}
+inventory: inventory.yaml
+data_dir: data
+"""
+INVENTORY = """\
+county: {id: c, name: 县}
+townships:
+  - id: t1
+    name: 镇
+    villages:
+      - id: v1
+        name: 村
+        venues:
+          - {id: venue-1, name: 场所, hours: {mon: ["08:00-17:00"]}, devices: [{id: pi-0001}]}
+"""
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("server.yaml", SERVER.replace("1883", "99999"), "broker.url: Value error"),
+    ("server.yaml", SERVER + "timezone: Beijing\n", "timezone: 'Beijing' is not a time zone name"),
+    ("server.yaml", SERVER + "http: {port: 8080, tls: true}\n", "http.tls: is not a known key"),
+    ("server.yaml", SERVER.replace("inventory.yaml", "absent.yaml"), "cannot read the inventory"),
+    ("dev.yaml", "device: pi-0001\nbroker: {url: 'mqtt://h'}\ndoors: [{id: a, pin: 41}]\n",
+     "doors[0].pin: 41 is not a GPIO pin on a Raspberry Pi (use 2-27)"),
+    ("inventory.yaml", INVENTORY.replace("08:00-17:00", "8-17"), "hours: '8-17' is not a period"),
+    ("odd.yaml", "colour: blue\n", "not a venuewatch config file"),
+    ("broken.yaml", "broker: [\n", "not valid YAML"),
+])
+def test_check_config_names_file_field_and_fix(tmp_path, name, text, expected):
+    write(tmp_path, "inventory.yaml", INVENTORY) if name != "inventory.yaml" else None
+    path = write(tmp_path, name, text)
+    result = run("venuewatch", "check-config", str(path))
+    assert result.returncode == 2, result.stdout
+    assert str(path) in result.stderr or "absent.yaml" in result.stderr
+    assert expected.replace("Value error", "") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_accepts_the_shipped_examples():
+    for path in [REPO / "deploy/examples/server.yaml", REPO / "deploy/examples/inventory.yaml",
+                 *sorted((REPO / "firmware_config/devices").glob("*.yaml"))]:
+        result = run("venuewatch", "check-config", str(path))
+        assert result.returncode == 0, result.stderr
+        assert "OK" in result.stdout
+
+
+def test_agent_with_a_bad_config_exits_2_with_the_message(tmp_path):
+    path = write(tmp_path, "pi.yaml", "device: pi-0001\nbroker: {url: 'mqtt://h'}\nheartbeat: 5\n")
+    result = run("venuewatch-agent", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path}: heartbeat: is not a known key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_user_add_and_token(tmp_path):
+    write(tmp_path, "inventory.yaml", INVENTORY)
+    config = write(tmp_path, "server.yaml", SERVER)
+    weak = run("venuewatch", "user", "add", "zhang", "--role", "township_duty", "--scope", "t1",
+               "--password-stdin", "--config", str(config), stdin="short\n")
+    assert weak.returncode == 2 and "password is too short" in weak.stderr
+    bad_scope = run("venuewatch", "user", "add", "zhang", "--role", "township_duty", "--scope", "t9",
+                    "--password-stdin", "--config", str(config), stdin="long enough password\n")
+    assert bad_scope.returncode == 2 and "--scope 't9' is not a township" in bad_scope.stderr
+    ok = run("venuewatch", "user", "add", "zhang", "--role", "township_duty", "--scope", "t1",
+             "--password-stdin", "--config", str(config), stdin="long enough password\n")
+    assert ok.returncode == 0, ok.stderr
+    token = run("venuewatch", "user", "token", "zhang", "--config", str(config))
+    assert token.returncode == 0 and token.stdout.startswith("vw_")
+    generated = run("venuewatch", "user", "add", "li", "--role", "county_reviewer", "--config", str(config))
+    assert generated.returncode == 0 and "password (shown once" in generated.stdout
