@@ -1,0 +1,66 @@
+"""The duty console in a real headless Chromium: log in, watch an after-hours alert arrive live, ack, resolve."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import agent_process, device_yaml
+from tests.helpers import ALWAYS_CLOSED, write_yaml
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (.ci/run does)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        context = browser.new_context(viewport={"width": 1024, "height": 768}, locale="zh-CN")
+        yield context.new_page()
+        browser.close()
+
+
+def test_duty_officer_sees_the_alert_live_and_handles_it(mosquitto, server_factory, tmp_path: Path, page):
+    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_CLOSED, ["sim-a"])])
+    page.goto(srv.url + "/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=当前没有待处理告警")
+    assert page.text_content("#open-count") == "0"
+
+    scenario = write_yaml(tmp_path / "s.yaml", {"steps": [{"at": 0.5, "door": "front", "state": "open"}]})
+    agent = agent_process(device_yaml(tmp_path, "sim-a", mosquitto.url, root=srv.root), scenario)
+    try:
+        row = page.wait_for_selector("#alert-rows tr[data-alert-id]", timeout=15_000)  # no reload
+        assert "非开放时段开门" in row.text_content()
+        assert page.text_content("#open-count") == "1"
+
+        row.query_selector("input.note").fill("已联系村干部核实")
+        row.query_selector("button.ack").click()
+        page.wait_for_selector("#alert-rows tr.st-acked")
+        alert_id = int(page.get_attribute("#alert-rows tr.st-acked", "data-alert-id"))
+        headers = {"Authorization": f"Bearer {srv.token}"}
+        alerts = requests.get(srv.url + "/api/v1/alerts?status=acked", headers=headers, timeout=5).json()["alerts"]
+        assert [(a["id"], a["notes"][0]["text"]) for a in alerts] == [(alert_id, "已联系村干部核实")]
+
+        acked = page.query_selector("#alert-rows tr.st-acked")
+        acked.query_selector("select.outcome").select_option("false_alarm_sensor")
+        acked.query_selector("button.resolve").click()
+        page.wait_for_selector("text=当前没有待处理告警")
+        assert "误报：传感器" in page.text_content("#resolved-rows")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=10)
