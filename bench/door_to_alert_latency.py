@@ -26,15 +26,15 @@ from gpiozero.pins.mock import MockFactory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.agent import Agent  # noqa: E402
-from edge.config import DeviceConfig  # noqa: E402
-from server.app import VenueWatchServer  # noqa: E402
-from server.config import load_server_config  # noqa: E402
-from server.inventory import load_inventory  # noqa: E402
-from server.users import add_user, new_token  # noqa: E402
-from tests.conftest import make_server_files  # noqa: E402
-from tests.helpers import ALWAYS_CLOSED  # noqa: E402
-from tests.services import start_mosquitto  # noqa: E402
+from edge.agent import Agent
+from edge.config import DeviceConfig
+from server.app import VenueWatchServer
+from server.config import load_server_config
+from server.inventory import load_inventory
+from server.users import add_user, new_token
+from tests.conftest import make_server_files
+from tests.helpers import ALWAYS_CLOSED
+from tests.services import start_mosquitto
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -53,7 +53,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {system}"
 
 
 def stream_alerts(url: str, token: str, out: queue.Queue, ready: threading.Event) -> None:
