@@ -43,17 +43,19 @@ class Mosquitto:
         self.process.wait(timeout=10)
 
 
-def start_mosquitto(workdir: Path, extra_config: str = "") -> Mosquitto:
+def start_mosquitto(workdir: Path, extra_config: str = "persistence false\n") -> Mosquitto:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(binary):
         raise RuntimeError("mosquitto is not installed: apt-get install -y mosquitto (.ci/run does)")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = workdir / "mosquitto.conf"
+    # Started as root, mosquitto drops to its own user, which cannot write into pytest's private temp dirs.
+    as_user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
+        as_user +
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
-        "persistence false\n"
         "max_inflight_messages 100\n"
         "max_queued_messages 100000\n"
         f"log_dest file {workdir / 'mosquitto.log'}\n" + extra_config

@@ -1,0 +1,108 @@
+"""Fault paths, counted: broker restarted while doors change; server killed while doors change.
+
+Each test counts door changes made at the agent and events stored by the server: they must be equal.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from gpiozero.pins.mock import MockFactory
+
+from edge.agent import Agent
+from edge.config import load_device_config
+from server.config import load_server_config
+from tests.conftest import BIN, device_yaml, make_server_files
+from tests.helpers import ALWAYS_OPEN, wait_for
+from tests.services import start_mosquitto, wait_port
+
+pytestmark = pytest.mark.integration
+
+
+def start_agent(tmp_path: Path, broker_url: str) -> Agent:
+    agent = Agent(load_device_config(device_yaml(tmp_path, "sim-a", broker_url)), pin_factory=MockFactory())
+    agent.doors["front"].pin.drive_low()
+    agent.start()
+    assert agent.uplink.connected.wait(10)
+    return agent
+
+
+def toggle(agent: Agent, times: int) -> None:
+    pin = agent.doors["front"].pin
+    for i in range(times):
+        pin.drive_high() if i % 2 == 0 else pin.drive_low()
+        wait_for(lambda: agent.doors["front"]._timer is None, timeout=2)  # past the debounce window
+
+
+def stored(url: str, token: str) -> list[dict]:
+    return requests.get(url + "/api/v1/events?venue=venue-a", headers={"Authorization": f"Bearer {token}"},
+                        timeout=5).json()["events"]
+
+
+def test_broker_restart_loses_no_door_event(tmp_path, server_factory):
+    # As in deploy/mosquitto: persistence keeps the server's session (its subscription and queued messages)
+    # across a broker restart. Without it, whatever an agent resends before the server has resubscribed is
+    # dropped by the broker; closing that gap for good is the end-to-end ack of the durable journal.
+    store = tmp_path / "broker-store"
+    store.mkdir()
+    broker = start_mosquitto(tmp_path / "broker", f"persistence true\npersistence_location {store}/\n")
+    srv = server_factory(broker.url, [("venue-a", "t-one", ALWAYS_OPEN, ["sim-a"])], root="vw")
+    agent = start_agent(tmp_path, broker.url)
+    try:
+        toggle(agent, 4)
+        broker.stop()  # the 4G link is gone
+        wait_for(lambda: not agent.uplink.connected.is_set(), what="agent notices the outage")
+        toggle(agent, 6)  # doors keep changing while nobody can hear them
+        conf = broker.workdir / "mosquitto.conf"
+        broker.process = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+        wait_port(broker.port)
+        events = wait_for(lambda: len(e := stored(srv.url, srv.token)) >= 10 and e, timeout=30,
+                          what="all 10 events after reconnect")
+        assert sorted(e["seq"] for e in events) == list(range(1, 11))
+        assert wait_for(agent.uplink.connected.is_set, what="agent reconnected")
+    finally:
+        agent.stop()
+        broker.stop()
+
+
+def test_server_killed_meanwhile_events_wait_in_the_broker(tmp_path, mosquitto):
+    config_path = make_server_files(tmp_path, mosquitto.url, [("venue-a", "t-one", ALWAYS_OPEN, ["sim-a"])],
+                                    client_id="vw-test-killed-server", root="vw")
+    config = load_server_config(config_path)
+    add = subprocess.run([str(BIN / "venuewatch"), "user", "add", "ops", "--role", "county_admin",
+                          "--password-stdin", "--config", str(config_path)], input="long enough pass\n",
+                         capture_output=True, text=True, timeout=60)
+    assert add.returncode == 0, add.stderr
+    token = subprocess.run([str(BIN / "venuewatch"), "user", "token", "ops", "--config", str(config_path)],
+                           capture_output=True, text=True, timeout=60).stdout.strip()
+
+    def run_server() -> tuple[subprocess.Popen, str]:
+        proc = subprocess.Popen([str(BIN / "venuewatch"), "server", "--config", str(config_path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = ""
+        while "console at" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "server exited early"
+        return proc, line.split("console at", 1)[1].strip()
+
+    server, url = run_server()
+    agent = start_agent(tmp_path, mosquitto.url)
+    try:
+        toggle(agent, 2)
+        wait_for(lambda: len(stored(url, token)) == 2, what="first events")
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=5)
+        toggle(agent, 6)  # the broker queues these for the server's persistent session
+        server, url = run_server()
+        events = wait_for(lambda: len(e := stored(url, token)) >= 8 and e, timeout=30, what="8 events")
+        assert sorted(e["seq"] for e in events) == list(range(1, 9))
+        assert config.data_dir.exists()
+    finally:
+        agent.stop()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=15) == 0
