@@ -10,6 +10,7 @@ from gpiozero.pins import Factory
 
 from edge.clock import Clock, SystemClock
 from edge.config import DeviceConfig
+from edge.doormemory import DoorMemory
 from edge.doors import DoorSensor
 from edge.events import EventFactory
 from edge.health import health_metrics
@@ -32,6 +33,7 @@ class Agent:
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self._events = EventFactory(config.device, self.clock, SequenceCounter(data_dir / "seq"))
+        self._memory = DoorMemory(data_dir / "doors.json")
         self._emit_lock = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -49,9 +51,15 @@ class Agent:
         return f"<Agent {self.config.device} connected={self.uplink.connected.is_set()} {doors}>"
 
     def start(self) -> None:
-        for door in self.doors.values():
+        for door_id, door in self.doors.items():
             door.start()
-            self.uplink.publish_state(door.settings.id, self._sensor_state(door.state))
+            before = self._memory.last(door_id)
+            if before is not None and before != door.state:
+                # Changed while we were not running (power cut, crash): report it as the event it was.
+                self._door_changed(door_id, door.state, {"while_agent_down": True, "previous": before})
+            else:
+                self._memory.remember(door_id, door.state)
+                self.uplink.publish_state(door_id, self._sensor_state(door.state))
         self.uplink.start()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -72,11 +80,12 @@ class Agent:
     def _sensor_state(self, state: str) -> SensorState:
         return SensorState(state=state, ts=self.clock.now(), kind="door", device=self.config.device)
 
-    def _door_changed(self, door_id: str, state: str) -> Event:
+    def _door_changed(self, door_id: str, state: str, data: dict | None = None) -> Event:
         # One lock: seq order on the wire is the order the changes happened.
         with self._emit_lock:
-            event = self._events.make("door", door_id, state)
+            event = self._events.make("door", door_id, state, data)
             self.uplink.publish_event(event)
+            self._memory.remember(door_id, state)
             self.uplink.publish_state(door_id, self._sensor_state(state))
         log.info("event=door device=%s sensor=%s state=%s seq=%d id=%s",
                  self.config.device, door_id, state, event.seq, event.id)

@@ -110,6 +110,15 @@ class DeviceConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _username_is_device(self) -> DeviceConfig:
+        # The broker ACL (`vw/%u/#`) grants a user its own topics only: another name cannot publish ours.
+        if self.broker.username is not None and self.broker.username != self.device:
+            raise ValueError(f"broker.username: {self.broker.username!r} must be the device id {self.device!r}")
+        if self.broker.username is None and (self.broker.password or self.broker.password_file):
+            raise ValueError(f"broker.username: a password is set but no username (use {self.device!r})")
+        return self
+
+    @model_validator(mode="after")
     def _unique(self) -> DeviceConfig:
         seen_ids: set[str] = set()
         seen_pins: dict[int, str] = {}
@@ -131,7 +140,18 @@ def load_device_config(path: str | Path) -> DeviceConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the device config ({exc.strerror})") from None
-    return load_model(DeviceConfig, text, str(path))
+    config = load_model(DeviceConfig, text, str(path))
+    return resolve_paths(config, path.parent)
+
+
+def resolve_paths(config: DeviceConfig, base: Path) -> DeviceConfig:
+    """Relative paths in a device file are relative to the file, as in the server's file."""
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else base / p
+
+    broker = config.broker.model_copy(update={"password_file": fix(config.broker.password_file),
+                                              "ca_file": fix(config.broker.ca_file)})
+    return config.model_copy(update={"data_dir": fix(config.data_dir), "broker": broker})
 
 
 if __name__ == "__main__" and "--schema" in sys.argv:

@@ -76,10 +76,8 @@ class Uplink:
     def stop(self) -> None:
         """Say goodbye honestly (status offline), then disconnect."""
         if self.connected.is_set():
-            info = self._client.publish(
-                self._topic("status"), encode(Status(state="offline", ts=self._now(), device=self.device)),
-                qos=1, retain=True,
-            )
+            goodbye = Status(state="offline", ts=self._now(), device=self.device, boot=self._boot)
+            info = self._client.publish(self._topic("status"), encode(goodbye), qos=1, retain=True)
             info.wait_for_publish(timeout=3)
         self._client.disconnect()
         self._client.loop_stop()
@@ -88,8 +86,11 @@ class Uplink:
         return self._client.publish(self._topic("event"), encode(event), qos=1)
 
     def publish_state(self, sensor: str, state: SensorState) -> None:
+        """Retained current state. While disconnected only the latest is kept: it is sent on connect."""
         with self._lock:
             self._states[sensor] = state
+            if not self.connected.is_set():
+                return
         self._client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)
 
     def publish_telemetry(self, telemetry: Telemetry) -> None:
@@ -105,10 +106,9 @@ class Uplink:
         online = Status(state="online", ts=self._now(), device=self.device, boot=self._boot)
         client.publish(self._topic("status"), encode(online), qos=1, retain=True)
         with self._lock:
-            states = dict(self._states)
-        for sensor, state in states.items():
-            client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)
-        self.connected.set()
+            for sensor, state in self._states.items():
+                client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)
+            self.connected.set()
 
     def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
                       properties: object) -> None:

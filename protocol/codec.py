@@ -31,7 +31,9 @@ def decode(model: type[M], payload: bytes | str, *, topic: str = "?") -> M:
         raise ProtocolError("bad_json", f"{topic}: payload is not JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ProtocolError("invalid", f"{topic}: payload must be a JSON object, got {type(raw).__name__}")
-    if "v" in raw and raw["v"] != 1:
+    if "v" not in raw:
+        raise ProtocolError("invalid", f"{topic}: v: is required but missing (protocol version, 1)")
+    if raw["v"] != 1:
         raise ProtocolError("bad_version", f"{topic}: v: protocol version {raw['v']!r} is not supported (v1)")
     try:
         return model.model_validate(raw)

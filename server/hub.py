@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +45,8 @@ class Subscription:
 class Hub:
     def __init__(self, replay: int = 2000) -> None:
         self._lock = threading.Lock()
-        self._next_id = 1
+        # Ids start from the clock so a restarted server never reuses ids a browser has already seen.
+        self._next_id = int(time.time() * 1000)
         self._recent: deque[Update] = deque(maxlen=replay)
         self._subs: set[Subscription] = set()
 
@@ -70,7 +72,8 @@ class Hub:
             self._subs.add(sub)
             if last_id is not None:
                 oldest = self._recent[0].id if self._recent else self._next_id
-                if last_id + 1 < oldest:
+                # Older than our buffer, or from before a restart: the client must reload its lists.
+                if last_id + 1 < oldest or last_id >= self._next_id:
                     sub.queue.put_nowait(Update(0, "resync", None, {}))
                 for update in self._recent:
                     if update.id > last_id and sub.wants(update):

@@ -15,6 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from protocol import Event, ProtocolError, SensorState, Status, Telemetry, TopicError, decode, parse_topic
 from server.alerts import AlertBook
@@ -66,10 +67,17 @@ class Ingest:
         self.counters = IngestCounters()
 
     def handle(self, topic: str, payload: bytes) -> str:
-        """Handle one message; returns what happened (stored, duplicate, ignored, rejected.<reason>)."""
+        """Handle one message; returns what happened (stored, duplicate, ignored, rejected.<reason>, retry).
+
+        `retry` means the database could not be reached: the message was not stored and must not be
+        acknowledged to the broker; the caller tries again.
+        """
         self.counters.add("received")
         try:
             outcome = self._handle(topic, payload)
+        except OperationalError as exc:
+            log.error("event=store_unavailable topic=%s detail=%r", topic, str(exc.orig)[:200])
+            outcome = "retry"
         except ProtocolError as exc:
             outcome = self._reject(exc.reason, str(exc), topic)
         except Exception:
@@ -153,7 +161,8 @@ class Ingest:
 
     def _state(self, state: SensorState, device: str, sensor: str, received: datetime, topic: str) -> str:
         self._check_device(state.device, device, topic)
-        when, _ = occurred_at(state.ts, True, received)
+        # A retained state carries no `synced` flag: its ts may be a pre-NTP guess, so our receipt is the time.
+        when = received
         with self._engine.begin() as conn:
             changed = self._set_sensor_state(conn, device, sensor, state.kind, state.state, when, None)
         if changed:
@@ -190,10 +199,13 @@ class Ingest:
 class MqttIngest:
     """Subscribes to `{root}/#` and feeds Ingest. PUBACK is sent only after the message is handled."""
 
+    RETRY_DELAYS = (0.2, 0.5, 1, 2, 5, 10)
+
     def __init__(self, ingest: Ingest, settings: ServerBroker) -> None:
         self._ingest = ingest
         self._settings = settings
         self.connected = threading.Event()
+        self._stopping = threading.Event()
         # Persistent session: while the server is down the broker queues QoS 1 events for it.
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                                    clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
@@ -204,6 +216,7 @@ class MqttIngest:
             self._client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file else None)
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
+        self._client.on_subscribe = self._subscribed
         self._client.on_message = self._message
 
     def start(self) -> None:
@@ -211,6 +224,7 @@ class MqttIngest:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -219,8 +233,15 @@ class MqttIngest:
             log.error("event=broker_refused reason=%s", reason)
             return
         client.subscribe(f"{self._settings.root}/#", qos=1)
-        self.connected.set()
         log.info("event=ingest_connected broker=%s:%s", self._settings.host, self._settings.port)
+
+    def _subscribed(self, client: mqtt.Client, userdata: object, mid: int, reasons: list, props: object) -> None:
+        # Ready only once the broker confirms the subscription: before that, a new session hears nothing.
+        if any(r.is_failure for r in reasons):
+            log.error("event=subscribe_refused root=%s reasons=%s", self._settings.root, reasons)
+            return
+        self.connected.set()
+        log.info("event=ingest_subscribed root=%s", self._settings.root)
 
     def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, reason: Any,
                       props: object) -> None:
@@ -228,6 +249,13 @@ class MqttIngest:
         log.warning("event=ingest_disconnected reason=%s", reason)
 
     def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self._ingest.handle(msg.topic, msg.payload)
+        attempt = 0
+        while self._ingest.handle(msg.topic, msg.payload) == "retry":
+            # The database is away: hold this message (and, by not reading on, the ones behind it) until it
+            # is stored. Without a PUBACK the broker keeps it and redelivers it if we disconnect meanwhile.
+            delay = self.RETRY_DELAYS[min(attempt, len(self.RETRY_DELAYS) - 1)]
+            attempt += 1
+            if self._stopping.wait(delay):
+                return
         if msg.qos > 0:
             client.ack(msg.mid, msg.qos)

@@ -45,9 +45,37 @@ def list_alerts() -> Any:
     return {"alerts": services().book.list(status=status, venues=scope(), venue=venue, limit=limit)}
 
 
+class BadBody(ValueError):
+    pass
+
+
 def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    return body if isinstance(body, dict) else {}
+    """The JSON object sent with a write; an empty body means {}. Anything else is refused, never guessed."""
+    if not request.get_data():
+        return {}
+    body = request.get_json(silent=True, force=True)
+    if not isinstance(body, dict):
+        raise BadBody("the request body must be a JSON object, e.g. {\"note\": \"...\"}")
+    return body
+
+
+@bp.errorhandler(BadBody)
+def _bad_body(exc: BadBody) -> Any:
+    return _error(str(exc), 400)
+
+
+@bp.app_errorhandler(404)
+def _not_found(exc: Exception) -> Any:
+    if request.path.startswith("/api/"):
+        return _error(f"no such endpoint: {request.method} {request.path} (see /api/v1/openapi.json)", 404)
+    return exc
+
+
+@bp.app_errorhandler(405)
+def _wrong_method(exc: Exception) -> Any:
+    if request.path.startswith("/api/"):
+        return _error(f"{request.method} is not allowed on {request.path}", 405)
+    return exc
 
 
 def _acting_on(alert_id: int) -> Any:
@@ -205,7 +233,9 @@ def stream() -> Response:
                     yield ": keep-alive\n\n"  # also how a vanished client is noticed
                     continue
                 data = json.dumps(update.data, ensure_ascii=False)
-                yield f"id: {update.id}\nevent: {update.type}\ndata: {data}\n\n"
+                # resync has no id of its own: the client keeps its last real id.
+                ident = f"id: {update.id}\n" if update.id else ""
+                yield f"{ident}event: {update.type}\ndata: {data}\n\n"
         finally:
             sub.close()
 

@@ -34,6 +34,12 @@ def metrics() -> Response:
         "# HELP venuewatch_ingest_duplicates_total events received again and ignored (idempotent on id)",
         "# TYPE venuewatch_ingest_duplicates_total counter",
         f"venuewatch_ingest_duplicates_total {counts.get('duplicate', 0)}",
+        "# HELP venuewatch_ingest_ignored_total messages on topics ingest does not handle (ack, cmd, snapshot)",
+        "# TYPE venuewatch_ingest_ignored_total counter",
+        f"venuewatch_ingest_ignored_total {counts.get('ignored', 0)}",
+        "# HELP venuewatch_ingest_store_retries_total handling attempts that found the database unavailable",
+        "# TYPE venuewatch_ingest_store_retries_total counter",
+        f"venuewatch_ingest_store_retries_total {counts.get('retry', 0)}",
         "# HELP venuewatch_ingest_rejected_total messages rejected, by reason",
         "# TYPE venuewatch_ingest_rejected_total counter",
     ]

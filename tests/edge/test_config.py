@@ -86,3 +86,15 @@ def test_examples_in_the_repository_are_valid():
     assert examples, "firmware_config/devices holds example device files"
     for path in examples:
         assert load_device_config(path).device == path.stem
+
+
+def test_username_must_be_the_device_id(tmp_path):
+    msg = error_for(tmp_path, GOOD.replace("username: pi-0007", "username: admin"))
+    assert "broker.username: 'admin' must be the device id 'pi-0007'" in msg
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path):
+    cfg = load_device_config(write(tmp_path, GOOD.replace("/etc/venuewatch/pi-0007.secret", "secret")
+                                   + "data_dir: state\n"))
+    assert cfg.broker.password_file == tmp_path / "secret"
+    assert cfg.data_dir == tmp_path / "state"

@@ -5,13 +5,17 @@ Each test counts door changes made at the agent and events stored by the server:
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 import requests
 from gpiozero.pins.mock import MockFactory
+from sqlalchemy.exc import OperationalError
 
 from edge.agent import Agent
 from edge.config import load_device_config
@@ -88,7 +92,9 @@ def test_server_killed_meanwhile_events_wait_in_the_broker(tmp_path, mosquitto):
         while "console at" not in line:
             line = proc.stdout.readline()
             assert line or proc.poll() is None, "server exited early"
-        return proc, line.split("console at", 1)[1].strip()
+        url = line.split("console at", 1)[1].strip()
+        wait_for(lambda: requests.get(url + "/healthz", timeout=5).json()["broker_connected"], what="subscribed")
+        return proc, url
 
     server, url = run_server()
     agent = start_agent(tmp_path, mosquitto.url)
@@ -106,3 +112,70 @@ def test_server_killed_meanwhile_events_wait_in_the_broker(tmp_path, mosquitto):
         agent.stop()
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=15) == 0
+
+
+def test_database_unavailable_holds_the_message_until_it_can_be_stored(mosquitto, server_factory):
+    """The store fails (disk full, database restarting): nothing is acknowledged or lost meanwhile."""
+    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_OPEN, ["sim-a"])])
+    ingest = srv.server.ingest
+    real_engine = ingest._engine
+    failures = {"left": 3}
+
+    class FailingEngine:
+        """Fault injection: the first three transactions fail as a full disk or a lost connection would."""
+
+        dialect = real_engine.dialect
+
+        def begin(self):
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+            return real_engine.begin()
+
+        def connect(self):
+            return real_engine.connect()
+
+    ingest._engine = FailingEngine()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="one-pi")
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    for seq in (1, 2):
+        body = {"v": 1, "id": f"DISK{seq}", "seq": seq, "device": "sim-a",
+                "ts": datetime.now(UTC).isoformat(), "boot": "b", "mono": 1.0, "synced": True,
+                "kind": "door", "sensor": "front", "state": "open"}
+        client.publish(f"{srv.root}/sim-a/event", json.dumps(body), qos=1).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+    events = wait_for(lambda: len(e := stored(srv.url, srv.token)) == 2 and e, timeout=20, what="both events")
+    assert sorted(e["seq"] for e in events) == [1, 2]
+    assert failures["left"] == 0
+    counts = ingest.counters.snapshot()
+    assert counts.get("retry") == 3 and counts.get("stored") >= 2
+    assert sum(ingest.counters.rejected().values()) == 0
+
+
+def test_door_opened_during_a_power_cut_is_reported_at_boot(mosquitto, server_factory, tmp_path):
+    """Power cut, door opened, power back: the agent compares with what it last reported and says so."""
+    from tests.helpers import ALWAYS_CLOSED
+
+    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_CLOSED, ["sim-a"])])
+    config = load_device_config(device_yaml(tmp_path, "sim-a", mosquitto.url, root=srv.root))
+    agent = Agent(config, pin_factory=MockFactory())
+    agent.doors["front"].pin.drive_low()
+    agent.start()
+    assert agent.uplink.connected.wait(10)
+    agent.close_sensors()  # power cut: no goodbye, the process is gone
+    agent.uplink._client.loop_stop()
+
+    rebooted = Agent(config, pin_factory=MockFactory())
+    rebooted.doors["front"].pin.drive_high()  # the door was opened while the Pi was dark
+    rebooted.start()
+    try:
+        alert = wait_for(lambda: next((a for a in requests.get(
+            srv.url + "/api/v1/alerts", headers={"Authorization": f"Bearer {srv.token}"}, timeout=5).json()["alerts"]
+            if a["rule"] == "door_after_hours"), None), timeout=15, what="after-hours alert after boot")
+        [event] = [e for e in stored(srv.url, srv.token) if e["id"] in alert["event_ids"]]
+        assert event["data"] == {"while_agent_down": True, "previous": "closed"}
+        assert event["seq"] == 1  # the first real event of this device
+    finally:
+        rebooted.stop()

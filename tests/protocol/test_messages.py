@@ -81,3 +81,9 @@ def test_topics_parse_and_build():
     for bad in ("vw/pi-0001/unknown", "other/pi-0001/event", "vw/PI 1/event", "vw/pi-0001/event/extra", "vw"):
         with pytest.raises(TopicError):
             parse_topic(bad)
+
+
+def test_version_field_is_required_on_the_wire():
+    payload = {k: v for k, v in GOOD_EVENT.items() if k != "v"}
+    with pytest.raises(ProtocolError, match="v: is required"):
+        decode(Event, json.dumps(payload), topic="vw/pi-0001/event")

@@ -161,3 +161,16 @@ def test_console_loads_nothing_from_the_internet():
 def test_openapi_document_lists_the_endpoints(offline_server, client):
     doc = client.get("/api/v1/openapi.json", headers=bearer(offline_server)).get_json()
     assert {"/alerts", "/alerts/{id}/ack", "/alerts/{id}/resolve", "/venues", "/events", "/stream"} <= set(doc["paths"])
+
+
+def test_api_errors_are_json(offline_server, client):
+    h = bearer(offline_server)
+    missing = client.get("/api/v1/nothing-here", headers=h)
+    assert missing.status_code == 404 and "no such endpoint" in missing.get_json()["error"]
+    alert_id = raise_alert(offline_server)
+    garbled = client.post(f"/api/v1/alerts/{alert_id}/ack", data="note=hi", headers=h,
+                          content_type="application/json")
+    assert garbled.status_code == 400 and "must be a JSON object" in garbled.get_json()["error"]
+    assert offline_server.book.get(alert_id)["status"] == "open"  # nothing half-done
+    wrong = client.get(f"/api/v1/alerts/{alert_id}/ack", headers=h)
+    assert wrong.status_code == 405 and "is not allowed" in wrong.get_json()["error"]

@@ -1,0 +1,39 @@
+"""The last door states the agent reported, kept on disk so a change made while it was down is not missed.
+
+An intruder who cuts the power, opens the door and leaves it open must still raise 非开放时段开门 when the
+Pi boots again: at start the agent compares each door with what it last reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class DoorMemory:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._states = self._load()
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self._path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            # A torn write on a worn SD card: start fresh rather than refuse to run; we lose one comparison.
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, str) and v in ("open", "closed")}
+
+    def last(self, door: str) -> str | None:
+        return self._states.get(door)
+
+    def remember(self, door: str, state: str) -> None:
+        self._states[door] = state
+        tmp = self._path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(self._states, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._path)
