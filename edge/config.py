@@ -67,6 +67,13 @@ class BrokerSettings(_Strict):
     def tls(self) -> bool:
         return urlsplit(self.url).scheme == "mqtts"
 
+    def relative_to(self, base: Path) -> BrokerSettings:
+        """Resolve relative password_file and ca_file against the config file's folder."""
+        def fix(p: Path | None) -> Path | None:
+            return p if p is None or p.is_absolute() else base / p
+
+        return self.model_copy(update={"password_file": fix(self.password_file), "ca_file": fix(self.ca_file)})
+
     def read_password(self) -> str | None:
         if self.password_file is None:
             return self.password
@@ -146,12 +153,8 @@ def load_device_config(path: str | Path) -> DeviceConfig:
 
 def resolve_paths(config: DeviceConfig, base: Path) -> DeviceConfig:
     """Relative paths in a device file are relative to the file, as in the server's file."""
-    def fix(p: Path | None) -> Path | None:
-        return p if p is None or p.is_absolute() else base / p
-
-    broker = config.broker.model_copy(update={"password_file": fix(config.broker.password_file),
-                                              "ca_file": fix(config.broker.ca_file)})
-    return config.model_copy(update={"data_dir": fix(config.data_dir), "broker": broker})
+    data_dir = config.data_dir if config.data_dir.is_absolute() else base / config.data_dir
+    return config.model_copy(update={"data_dir": data_dir, "broker": config.broker.relative_to(base)})
 
 
 if __name__ == "__main__" and "--schema" in sys.argv:

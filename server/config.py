@@ -78,7 +78,7 @@ def load_server_config(path: str | Path) -> ServerConfig:
         raise ConfigError(f"{path}: cannot read the server config ({exc.strerror})") from None
     config = load_model(ServerConfig, text, str(path))
     base = path.parent
-    updates = {}
+    updates: dict[str, object] = {"broker": config.broker.relative_to(base)}
     if not config.inventory.is_absolute():
         updates["inventory"] = base / config.inventory
     if not config.data_dir.is_absolute():
