@@ -56,6 +56,13 @@ def test_duty_officer_sees_the_alert_live_and_handles_it(mosquitto, server_facto
         alerts = requests.get(srv.url + "/api/v1/alerts?status=acked", headers=headers, timeout=5).json()["alerts"]
         assert [(a["id"], a["notes"][0]["text"]) for a in alerts] == [(alert_id, "已联系村干部核实")]
 
+        # The venue list shows the door open, live.
+        page.click("nav a[href='/venues']")
+        page.wait_for_selector("tr[data-venue-id=venue-a] .door-open")
+        assert "非开放时段" in page.text_content("tr[data-venue-id=venue-a]")
+        page.go_back()
+        page.wait_for_selector("#alert-rows tr.st-acked")
+
         acked = page.query_selector("#alert-rows tr.st-acked")
         acked.query_selector("select.outcome").select_option("false_alarm_sensor")
         acked.query_selector("button.resolve").click()
