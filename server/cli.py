@@ -19,9 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    # One process runs ingest, timed rules and web together: the console's live stream is fed in-process.
+    # Splitting them (`--role`) needs a cross-process change feed and comes with horizontal ingest.
     p = sub.add_parser("server", help="run the server (ingest, web, timed rules)")
     p.add_argument("--config", required=True)
-    p.add_argument("--role", choices=["all", "ingest", "web"], default="all")
 
     p = sub.add_parser("demo", help="everything in one process on embedded defaults")
     p.add_argument("--http-port", type=int, default=8080)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if args.command == "server":
-            return _server(args.config, args.role)
+            return _server(args.config)
         if args.command == "demo":
             from server.demo import run_demo
 
@@ -69,11 +70,11 @@ def _load(config_path: str):
     return config, load_inventory(config.inventory)
 
 
-def _server(config_path: str, role: str) -> int:
+def _server(config_path: str) -> int:
     from server.app import VenueWatchServer
 
     config, inventory = _load(config_path)
-    server = VenueWatchServer(config, inventory, role=role)
+    server = VenueWatchServer(config, inventory)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
