@@ -7,9 +7,10 @@ The JSON schema in `firmware_config/schema/device.schema.json` is generated from
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -73,6 +74,18 @@ class BrokerSettings(_Strict):
             return p if p is None or p.is_absolute() else base / p
 
         return self.model_copy(update={"password_file": fix(self.password_file), "ca_file": fix(self.ca_file)})
+
+    def configure(self, client: Any) -> None:
+        """Apply credentials and TLS to a paho client; a missing or broken file is a ConfigError."""
+        if self.username:
+            client.username_pw_set(self.username, self.read_password())
+        if self.tls:
+            try:
+                client.tls_set(ca_certs=str(self.ca_file) if self.ca_file else None,
+                               cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"broker.ca_file: cannot load {self.ca_file} ({exc}); give the CA "
+                                  "certificate (PEM) that signed the broker's certificate") from None
 
     def read_password(self) -> str | None:
         if self.password_file is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -52,14 +51,7 @@ class Uplink:
         )
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(min_delay=1, max_delay=60)
-        if settings.username:
-            self._client.username_pw_set(settings.username, settings.read_password())
-        if settings.tls:
-            self._client.tls_set(
-                ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        settings.configure(self._client)
         will = Status(state="offline", device=device, boot=boot_id)
         self._client.will_set(self._topic("status"), encode(will), qos=1, retain=True)
         self._client.on_connect = self._connected

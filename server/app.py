@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from waitress.server import create_server
 
+from protocol.configfile import ConfigError
 from server.alerts import AlertBook
 from server.config import ServerConfig
 from server.hub import Hub
@@ -93,8 +94,13 @@ class VenueWatchServer:
                                 broker_connected=self.mqtt.connected.is_set if self.mqtt else None)
             self.app = app = create_app(services, load_secret_key(config.data_dir),
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours)
-            self.http = create_server(app, host=config.http.host, port=config.http.port,
-                                      threads=config.http.threads, channel_timeout=300, ident="venuewatch")
+            try:
+                self.http = create_server(app, host=config.http.host, port=config.http.port,
+                                          threads=config.http.threads, channel_timeout=300, ident="venuewatch")
+            except OSError as exc:
+                raise ConfigError(f"http: cannot listen on {config.http.host}:{config.http.port} ({exc.strerror}); "
+                                  "is another server running? choose another port (http.port in the server file, "
+                                  "--http-port for the demo)") from None
 
     @property
     def url(self) -> str:

@@ -99,19 +99,19 @@ def run_demo(http_port: int, mqtt_port: int, data_dir: Path | None) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(mqtt_port)
     broker.start()
-    server_cfg, agent_cfgs = write_demo_files(data_dir, broker.port, http_port, datetime.now(UTC))
-    config = load_server_config(server_cfg)
-    server = VenueWatchServer(config, load_inventory(config.inventory))
-    password = secrets.token_urlsafe(12)
-    user = f"duty-{secrets.token_hex(2)}"
-    add_user(server.engine, server.inventory, user, "township_duty", "t-qingshui", password, actor="demo")
-    token = new_token(server.engine, user, label="demo")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-
+    server = None
     agents, players = [], []
     try:
+        server_cfg, agent_cfgs = write_demo_files(data_dir, broker.port, http_port, datetime.now(UTC))
+        config = load_server_config(server_cfg)
+        server = VenueWatchServer(config, load_inventory(config.inventory))
+        password = secrets.token_urlsafe(12)
+        user = f"duty-{secrets.token_hex(2)}"
+        add_user(server.engine, server.inventory, user, "township_duty", "t-qingshui", password, actor="demo")
+        token = new_token(server.engine, user, label="demo")
         server.start()
         for path in agent_cfgs:
             device = load_device_config(path)
@@ -131,7 +131,8 @@ def run_demo(http_port: int, mqtt_port: int, data_dir: Path | None) -> int:
             player.stop()
         for agent in agents:
             agent.stop()
-        server.stop()
+        if server:
+            server.stop()
         broker.stop()
     return 0
 

@@ -12,6 +12,8 @@ import socket
 import threading
 from typing import Any
 
+from protocol.configfile import ConfigError
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -35,7 +37,8 @@ class EmbeddedBroker:
         if not self._ready.wait(10):
             raise RuntimeError("embedded MQTT broker did not start within 10 s")
         if self._error:
-            raise RuntimeError(f"embedded MQTT broker failed to start on port {self.port}: {self._error}")
+            raise ConfigError(f"--mqtt-port {self.port}: the embedded MQTT broker cannot listen there "
+                              f"({self._error}); choose another port or leave it out to pick a free one")
 
     def _run(self) -> None:
         from amqtt.broker import Broker

@@ -210,10 +210,7 @@ class MqttIngest:
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                                    clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         self._client.reconnect_delay_set(1, 30)
-        if settings.username:
-            self._client.username_pw_set(settings.username, settings.read_password())
-        if settings.tls:
-            self._client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file else None)
+        settings.configure(self._client)
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
         self._client.on_subscribe = self._subscribed

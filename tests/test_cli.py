@@ -93,3 +93,23 @@ def test_user_add_and_token(tmp_path):
     assert token.returncode == 0 and token.stdout.startswith("vw_")
     generated = run("venuewatch", "user", "add", "li", "--role", "county_reviewer", "--config", str(config))
     assert generated.returncode == 0 and "password (shown once" in generated.stdout
+
+
+def test_demo_on_a_busy_port_says_so_without_a_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("venuewatch", "demo", "--http-port", str(port), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--http-port" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_agent_with_an_unreadable_ca_file_exits_2(tmp_path):
+    path = write(tmp_path, "pi-0001.yaml", "device: pi-0001\nbroker: {url: 'mqtts://h:8883', ca_file: nope.pem}\n")
+    result = run("venuewatch-agent", "--config", str(path))
+    assert result.returncode == 2
+    assert "broker.ca_file: cannot load" in result.stderr and "Traceback" not in result.stderr
