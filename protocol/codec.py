@@ -33,7 +33,7 @@ def decode(model: type[M], payload: bytes | str, *, topic: str = "?") -> M:
         raise ProtocolError("invalid", f"{topic}: payload must be a JSON object, got {type(raw).__name__}")
     if "v" not in raw:
         raise ProtocolError("invalid", f"{topic}: v: is required but missing (protocol version, 1)")
-    if raw["v"] != 1:
+    if type(raw["v"]) is not int or raw["v"] != 1:  # 1.0 and true equal 1 in Python, not on the wire
         raise ProtocolError("bad_version", f"{topic}: v: protocol version {raw['v']!r} is not supported (v1)")
     try:
         return model.model_validate(raw)

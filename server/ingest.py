@@ -128,19 +128,27 @@ class Ingest:
         }
         with self._engine.begin() as conn:
             inserted = conn.execute(insert_ignore(self._dialect, events).values(**row)).rowcount
-            if not inserted:
-                return "duplicate"
-            self._touch(conn, device, received)
-            changed = self._set_sensor_state(conn, device, event.sensor, event.kind, event.state, when, event.id)
-        if changed:
+            if inserted:
+                self._touch(conn, device, received)
+                changed = self._set_sensor_state(conn, device, event.sensor, event.kind, event.state, when,
+                                                 event.id)
+        if inserted and changed:
             self._hub.publish("state", venue_id, {"venue": venue_id, "device": device, "sensor": event.sensor,
                                                   "kind": event.kind, "state": event.state, "since": when.isoformat()})
         if event.kind == "door":
+            # Also for a resend: if the store failed after the event was written but before its alert, this
+            # is the alert's second chance. The alert book raises each opening's alert at most once.
+            stored = self._stored_time(event.id) if not inserted else when
             venue = self._inventory.venues[venue_id]
-            decision = door_after_hours(DoorFact(event.id, device, event.sensor, event.state, when), venue, self._tz)
+            fact = DoorFact(event.id, device, event.sensor, event.state, stored)
+            decision = door_after_hours(fact, venue, self._tz)
             if decision:
                 self._book.apply(decision)
-        return "stored"
+        return "stored" if inserted else "duplicate"
+
+    def _stored_time(self, event_id: str) -> datetime:
+        with self._engine.connect() as conn:
+            return conn.execute(select(events.c.occurred_at).where(events.c.id == event_id)).scalar_one()
 
     def _status(self, status: Status, device: str, venue_id: str, received: datetime, topic: str) -> str:
         self._check_device(status.device, device, topic)

@@ -87,3 +87,10 @@ def test_version_field_is_required_on_the_wire():
     payload = {k: v for k, v in GOOD_EVENT.items() if k != "v"}
     with pytest.raises(ProtocolError, match="v: is required"):
         decode(Event, json.dumps(payload), topic="vw/pi-0001/event")
+
+
+@pytest.mark.parametrize("version", [1.0, True, "1", None, 2])
+def test_only_the_integer_1_is_version_1(version):
+    with pytest.raises(ProtocolError) as err:
+        decode(Event, json.dumps({**GOOD_EVENT, "v": version}))
+    assert err.value.reason == "bad_version"

@@ -93,3 +93,25 @@ def test_an_internal_error_is_counted_and_ingest_goes_on(offline_server, monkeyp
     assert offline_server.ingest.handle("vw/pi-a/event", event_payload("pi-a")) == "rejected.internal_error"
     monkeypatch.undo()
     assert offline_server.ingest.handle("vw/pi-a/event", event_payload("pi-a")) == "stored"
+
+
+def test_alert_is_still_raised_when_the_store_failed_between_event_and_alert(offline_server, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    book = offline_server.book
+    real_apply = book.apply
+    calls = {"n": 0}
+
+    def apply_failing_once(decision):
+        calls["n"] += 1
+        if calls["n"] == 1:  # fault injection: the disk fills up right after the event was committed
+            raise OperationalError("INSERT INTO alerts", {}, Exception("database or disk is full"))
+        return real_apply(decision)
+
+    monkeypatch.setattr(book, "apply", apply_failing_once)
+    payload = event_payload("pi-a")
+    assert offline_server.ingest.handle("vw/pi-a/event", payload) == "retry"
+    assert offline_server.ingest.handle("vw/pi-a/event", payload) == "duplicate"  # the broker's redelivery
+    assert offline_server.ingest.handle("vw/pi-a/event", payload) == "duplicate"
+    assert [a["rule"] for a in offline_server.book.list()] == ["door_after_hours"]  # once, not lost
+    assert stored_events(offline_server) == 1
