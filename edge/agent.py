@@ -34,7 +34,7 @@ class Agent:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._events = EventFactory(config.device, self.clock, SequenceCounter(data_dir / "seq"))
         self._memory = DoorMemory(data_dir / "doors.json")
-        self._emit_lock = threading.Lock()
+        self._emit_lock = threading.RLock()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.uplink = Uplink(config.device, config.broker, self.clock.boot_id(), self.clock.now)
@@ -52,14 +52,16 @@ class Agent:
 
     def start(self) -> None:
         for door_id, door in self.doors.items():
-            door.start()
-            before = self._memory.last(door_id)
-            if before is not None and before != door.state:
-                # Changed while we were not running (power cut, crash): report it as the event it was.
-                self._door_changed(door_id, door.state, {"while_agent_down": True, "previous": before})
-            else:
-                self._memory.remember(door_id, door.state)
-                self.uplink.publish_state(door_id, self._sensor_state(door.state))
+            # Held while comparing with memory: an earlier door's pin thread may already be reporting.
+            with self._emit_lock:
+                door.start()
+                before = self._memory.last(door_id)
+                if before is not None and before != door.state:
+                    # Changed while we were not running (power cut, crash): report it as the event it was.
+                    self._door_changed(door_id, door.state, {"while_agent_down": True, "previous": before})
+                else:
+                    self._memory.remember(door_id, door.state)
+                    self.uplink.publish_state(door_id, self._sensor_state(door.state, self._events.last_seq))
         self.uplink.start()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -77,16 +79,16 @@ class Agent:
         for door in self.doors.values():
             door.close()
 
-    def _sensor_state(self, state: str) -> SensorState:
-        return SensorState(state=state, ts=self.clock.now(), kind="door", device=self.config.device)
+    def _sensor_state(self, state: str, seq: int) -> SensorState:
+        return SensorState(state=state, ts=self.clock.now(), kind="door", device=self.config.device, seq=seq)
 
     def _door_changed(self, door_id: str, state: str, data: dict | None = None) -> Event:
-        # One lock: seq order on the wire is the order the changes happened.
+        # One lock (re-entrant for start()): seq order on the wire is the order the changes happened.
         with self._emit_lock:
             event = self._events.make("door", door_id, state, data)
             self.uplink.publish_event(event)
             self._memory.remember(door_id, state)
-            self.uplink.publish_state(door_id, self._sensor_state(state))
+            self.uplink.publish_state(door_id, self._sensor_state(state, event.seq))
         log.info("event=door device=%s sensor=%s state=%s seq=%d id=%s",
                  self.config.device, door_id, state, event.seq, event.id)
         return event
@@ -105,6 +107,9 @@ class Agent:
         while not self._stop.is_set():
             if not self.uplink.connected.wait(timeout=1):
                 continue
-            self.uplink.publish_telemetry(self.telemetry())
+            try:
+                self.uplink.publish_telemetry(self.telemetry())
+            except Exception:  # a bad reading must not end the heartbeat for good
+                log.exception("event=telemetry_error device=%s", self.config.device)
             if self._stop.wait(self.config.heartbeat_s):
                 return

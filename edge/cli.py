@@ -7,8 +7,16 @@ import logging
 import signal
 import sys
 import threading
+import warnings
+from typing import TYPE_CHECKING
 
 from protocol.configfile import ConfigError
+
+if TYPE_CHECKING:
+    from gpiozero.pins import Factory
+
+    from edge.agent import Agent
+    from edge.config import DeviceConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +31,42 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"venuewatch-agent: configuration error\n{exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"venuewatch-agent: cannot start\n{exc}", file=sys.stderr)
+        return 3
+
+
+class StartupError(RuntimeError):
+    """The config is valid but this machine cannot run it (permissions, pins, state files)."""
+
+
+def build_agent(config: DeviceConfig, pin_factory: Factory | None = None) -> Agent:
+    """Create the agent, turning the installer's usual mistakes into one-line explanations."""
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse, PinFactoryFallback
+
+    from edge.agent import Agent
+
+    try:
+        with warnings.catch_warnings():
+            # gpiozero warns once per pin library it tries; the outcome is what matters and is reported below.
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            return Agent(config, pin_factory=pin_factory)
+    except ConfigError:
+        raise
+    except (PermissionError, FileNotFoundError, NotADirectoryError) as exc:
+        raise StartupError(f"data_dir: cannot use {config.data_dir} ({exc.strerror}); create it and make it "
+                           "writable by the agent's user (see docs/operations.md)") from None
+    except BadPinFactory:
+        raise StartupError("no GPIO access on this machine: on a Raspberry Pi install python3-lgpio and add the "
+                           "user to the gpio group; elsewhere use --simulate SCENARIO") from None
+    except GPIOPinInUse as exc:
+        raise StartupError(f"doors: a pin is already in use by another program ({exc}); stop it or choose "
+                           "another pin") from None
+    except ValueError as exc:  # a corrupt sequence file names itself
+        raise StartupError(str(exc)) from None
 
 
 def run(config_path: str, scenario_path: str | None) -> int:
-    # Imported here so that `--help` and config errors work even where gpiozero has no pins to offer.
-    from edge.agent import Agent
     from edge.config import load_device_config
 
     config = load_device_config(config_path)
@@ -42,11 +81,11 @@ def run(config_path: str, scenario_path: str | None) -> int:
         from edge.scenario import ScenarioPlayer, load_scenario
 
         scenario = load_scenario(scenario_path, config)
-        agent = Agent(config, pin_factory=MockFactory())
+        agent = build_agent(config, MockFactory())
         player = ScenarioPlayer(scenario, {d: (s.pin, s.settings.contact) for d, s in agent.doors.items()})
         player.set_initial()
     else:
-        agent = Agent(config)
+        agent = build_agent(config)
 
     agent.start()
     if player:

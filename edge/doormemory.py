@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 
 class DoorMemory:
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._lock = threading.Lock()
         self._states = self._load()
 
     def _load(self) -> dict[str, str]:
@@ -30,10 +32,11 @@ class DoorMemory:
         return self._states.get(door)
 
     def remember(self, door: str, state: str) -> None:
-        self._states[door] = state
-        tmp = self._path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(self._states, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._path)
+        with self._lock:
+            self._states[door] = state
+            tmp = self._path.with_suffix(".tmp")
+            with open(tmp, "w") as fh:
+                json.dump(self._states, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._path)

@@ -16,6 +16,10 @@ class EventFactory:
         self._clock = clock
         self._sequence = sequence
 
+    @property
+    def last_seq(self) -> int:
+        return self._sequence.last
+
     def make(self, kind: str, sensor: str, state: str, data: dict[str, Any] | None = None) -> Event:
         now = self._clock.now()
         return Event(

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -70,7 +71,9 @@ class Uplink:
         if self.connected.is_set():
             goodbye = Status(state="offline", ts=self._now(), device=self.device, boot=self._boot)
             info = self._client.publish(self._topic("status"), encode(goodbye), qos=1, retain=True)
-            info.wait_for_publish(timeout=3)
+            # If the link died meanwhile this raises; the broker's Last Will then says offline for us.
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=3)
         self._client.disconnect()
         self._client.loop_stop()
 

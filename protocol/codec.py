@@ -26,8 +26,8 @@ def encode(message: BaseModel) -> bytes:
 def decode(model: type[M], payload: bytes | str, *, topic: str = "?") -> M:
     """Parse and validate one payload. Raises ProtocolError(reason=bad_json|invalid) naming topic and field."""
     try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = json.loads(payload, parse_constant=_no_constants)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise ProtocolError("bad_json", f"{topic}: payload is not JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ProtocolError("invalid", f"{topic}: payload must be a JSON object, got {type(raw).__name__}")
@@ -39,6 +39,11 @@ def decode(model: type[M], payload: bytes | str, *, topic: str = "?") -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ProtocolError("invalid", f"{topic}: {describe_validation_error(exc)}") from None
+
+
+def _no_constants(name: str) -> float:
+    # Python's json accepts NaN and Infinity; JSON does not, and neither can be stored or served back.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def describe_validation_error(exc: ValidationError) -> str:

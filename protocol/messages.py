@@ -6,6 +6,7 @@ events so that a newer agent can add information an older server simply keeps.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,7 @@ EventKind = Literal["door", "motion", "tamper", "camera", "button", "system"]
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     v: Literal[1] = PROTOCOL_VERSION
 
@@ -39,7 +40,7 @@ class Event(_Message):
     """Something that happened at a sensor. `seq` increases by one per event and survives restarts."""
 
     # Newer agents may add fields; the server keeps the raw payload, so nothing is lost.
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, allow_inf_nan=False)
 
     id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
     seq: Annotated[int, Field(ge=0)]
@@ -85,7 +86,7 @@ class Telemetry(_Message):
     """Periodic heartbeat: device health and sensor levels, each a plain number."""
 
     ts: AwareDatetime
-    metrics: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,64}$")], float]
+    metrics: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,128}$")], float]
     device: DeviceId | None = None
     boot: str | None = None
     mono: float | None = None
@@ -100,9 +101,10 @@ class Telemetry(_Message):
     @classmethod
     def _numbers(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            bad = [k for k, x in value.items() if isinstance(x, bool) or not isinstance(x, int | float)]
+            bad = [k for k, x in value.items()
+                   if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x)]
             if bad:
-                raise ValueError(f"metric {bad[0]!r} must be a number")
+                raise ValueError(f"metric {bad[0]!r} must be a finite number")
             return {k: float(x) for k, x in value.items()}
         return value
 
@@ -114,6 +116,9 @@ class SensorState(_Message):
     ts: AwareDatetime
     kind: EventKind | None = None
     device: DeviceId | None = None
+    # The device's seq when this state was true (its event's seq, or the last seq issued if no event made it):
+    # lets the server tell a stale retained state from a newer event.
+    seq: Annotated[int, Field(ge=0)] | None = None
 
     @field_validator("ts", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from server.hub import Hub
@@ -66,16 +66,22 @@ class AlertBook:
         return self._announce(alert_id)
 
     def _auto_resolve(self, d: ResolveAlert) -> dict[str, Any] | None:
-        with self._engine.begin() as conn:
-            found = conn.execute(select(alerts.c.id, alerts.c.notes).where(alerts.c.active_key == d.key)).first()
-            if not found:
-                return None
-            notes = [*found.notes, _note(d.at, "system", "auto_resolve", d.reason)]
-            conn.execute(update(alerts).where(alerts.c.id == found.id).values(
-                status="resolved", resolved_at=d.at, resolved_by="system", outcome=AUTO_OUTCOME,
-                active_key=None, notes=notes,
-            ))
-        return self._announce(found.id)
+        for _ in range(3):  # a staff action may land between our read and our write: read again
+            with self._engine.begin() as conn:
+                found = conn.execute(select(alerts.c.id, alerts.c.status, alerts.c.notes)
+                                     .where(alerts.c.active_key == d.key)).first()
+                if not found:
+                    return None
+                notes = [*found.notes, _note(d.at, "system", "auto_resolve", d.reason)]
+                changed = conn.execute(update(alerts).where(
+                    and_(alerts.c.id == found.id, alerts.c.status == found.status,
+                         alerts.c.active_key == d.key)).values(
+                    status="resolved", resolved_at=d.at, resolved_by="system", outcome=AUTO_OUTCOME,
+                    active_key=None, notes=notes,
+                )).rowcount
+            if changed:
+                return self._announce(found.id)
+        return None
 
     # --- staff actions --------------------------------------------------------------------------------
 
@@ -130,15 +136,27 @@ class AlertBook:
 
     def list(self, status: str | None = None, venues: frozenset[str] | None = None,
              venue: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        query = select(alerts).order_by(alerts.c.opened_at.desc(), alerts.c.id.desc()).limit(limit)
+        """Newest first, as the API promises."""
+        query = self._filtered(select(alerts), status, venues, venue)
+        query = query.order_by(alerts.c.opened_at.desc(), alerts.c.id.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            return [self.to_json(r) for r in conn.execute(query)]
+
+    def count(self, status: str | None = None, venues: frozenset[str] | None = None,
+              venue: str | None = None) -> int:
+        query = self._filtered(select(func.count()).select_from(alerts), status, venues, venue)
+        with self._engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    @staticmethod
+    def _filtered(query: Any, status: str | None, venues: frozenset[str] | None, venue: str | None) -> Any:
         if status:
             query = query.where(alerts.c.status == status)
         if venue:
             query = query.where(alerts.c.venue_id == venue)
         if venues is not None:
             query = query.where(alerts.c.venue_id.in_(venues))
-        with self._engine.connect() as conn:
-            return [self.to_json(r) for r in conn.execute(query)]
+        return query
 
     def to_json(self, row: Any) -> dict[str, Any]:
         venue = self._inventory.venues.get(row.venue_id)

@@ -131,7 +131,7 @@ class Ingest:
             if inserted:
                 self._touch(conn, device, received)
                 changed = self._set_sensor_state(conn, device, event.sensor, event.kind, event.state, when,
-                                                 event.id)
+                                                 event.id, event.seq)
         if inserted and changed:
             self._hub.publish("state", venue_id, {"venue": venue_id, "device": device, "sensor": event.sensor,
                                                   "kind": event.kind, "state": event.state, "since": when.isoformat()})
@@ -153,6 +153,11 @@ class Ingest:
     def _status(self, status: Status, device: str, venue_id: str, received: datetime, topic: str) -> str:
         self._check_device(status.device, device, topic)
         with self._engine.begin() as conn:
+            before = conn.execute(select(devices.c.status).where(devices.c.id == device)).scalar_one_or_none()
+            if before == status.state:
+                # The broker replays the retained status on every (re)subscribe: the same news again must not
+                # re-open an alert that duty staff already resolved.
+                return "duplicate"
             conn.execute(update(devices).where(devices.c.id == device).values(
                 status=status.state, status_at=received, boot=status.boot,
                 **({"last_seen": received} if status.state == "online" else {})))
@@ -172,7 +177,8 @@ class Ingest:
         # A retained state carries no `synced` flag: its ts may be a pre-NTP guess, so our receipt is the time.
         when = received
         with self._engine.begin() as conn:
-            changed = self._set_sensor_state(conn, device, sensor, state.kind, state.state, when, None)
+            changed = self._set_sensor_state(conn, device, sensor, state.kind, state.state, when, None, state.seq,
+                                             from_event=False)
         if changed:
             venue_id = self._inventory.device_venue[device]
             self._hub.publish("state", venue_id, {"venue": venue_id, "device": device, "sensor": sensor,
@@ -189,19 +195,34 @@ class Ingest:
 
     @staticmethod
     def _set_sensor_state(conn: Any, device: str, sensor: str, kind: str | None, state: str, since: datetime,
-                          event_id: str | None) -> bool:
+                          event_id: str | None, seq: int | None, *, from_event: bool = True) -> bool:
         """Record the newest state of a sensor; an older message never overwrites a newer one."""
         key = (sensor_states.c.device == device) & (sensor_states.c.sensor == sensor)
         current = conn.execute(select(sensor_states).where(key)).first()
         if current is None:
             conn.execute(insert(sensor_states).values(device=device, sensor=sensor, kind=kind, state=state,
-                                                      since=since, event_id=event_id))
+                                                      since=since, event_id=event_id, seq=seq))
             return True
-        if current.state == state or since < current.since - timedelta(seconds=1):
+        if not is_newer(current, seq, since, from_event):
             return False
-        conn.execute(update(sensor_states).where(key).values(state=state, since=since, kind=kind or current.kind,
-                                                             event_id=event_id))
-        return True
+        values = {"seq": seq if seq is not None else current.seq}
+        if current.state != state:
+            values.update(state=state, since=since, kind=kind or current.kind, event_id=event_id)
+        conn.execute(update(sensor_states).where(key).values(**values))
+        return current.state != state
+
+
+def is_newer(current: Any, seq: int | None, since: datetime, from_event: bool) -> bool:
+    """Does a message describe a later moment than the stored sensor state?
+
+    Events are the truth: one is newer by seq, or by time (a device whose counter was reset). A retained
+    state message is newer only by seq: the broker may replay a stale one after a reconnect, and its receive
+    time says nothing about when it was true.
+    """
+    by_seq = seq is not None and current.seq is not None and seq > current.seq
+    if not from_event:
+        return by_seq
+    return by_seq or current.seq is None or since > current.since + timedelta(seconds=1)
 
 
 class MqttIngest:

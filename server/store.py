@@ -81,6 +81,7 @@ sensor_states = Table(
     Column("state", String(64), nullable=False),
     Column("since", UTCDateTime, nullable=False),
     Column("event_id", String(64)),
+    Column("seq", Integer),  # device seq of the event (or state message) that set it: orders them
 )
 
 events = Table(

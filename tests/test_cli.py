@@ -113,3 +113,18 @@ def test_agent_with_an_unreadable_ca_file_exits_2(tmp_path):
     result = run("venuewatch-agent", "--config", str(path))
     assert result.returncode == 2
     assert "broker.ca_file: cannot load" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_agent_explains_what_the_machine_lacks(tmp_path):
+    path = write(tmp_path, "sim-0001.yaml", "device: sim-0001\nbroker: {url: 'mqtt://127.0.0.1:1'}\n"
+                 "data_dir: /proc/no-such-dir\ndoors: [{id: front, pin: 17}]\n")
+    scenario = write(tmp_path, "s.yaml", "steps: []\n")
+    no_dir = run("venuewatch-agent", "--config", str(path), "--simulate", str(scenario))
+    assert no_dir.returncode == 3
+    assert "data_dir: cannot use /proc/no-such-dir" in no_dir.stderr and "Traceback" not in no_dir.stderr
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "seq").write_text("garbage")
+    path.write_text(path.read_text().replace("/proc/no-such-dir", "state"))
+    corrupt = run("venuewatch-agent", "--config", str(path), "--simulate", str(scenario))
+    assert corrupt.returncode == 3 and "corrupt sequence file" in corrupt.stderr
+    assert "Traceback" not in corrupt.stderr

@@ -42,7 +42,9 @@ def list_alerts() -> Any:
         limit = min(max(int(request.args.get("limit", 200)), 1), 1000)
     except ValueError:
         return _error("limit must be a whole number", 400)
-    return {"alerts": services().book.list(status=status, venues=scope(), venue=venue, limit=limit)}
+    book = services().book
+    return {"alerts": book.list(status=status, venues=scope(), venue=venue, limit=limit),
+            "total": book.count(status=status, venues=scope(), venue=venue)}
 
 
 class BadBody(ValueError):
@@ -217,11 +219,14 @@ def list_events() -> Any:
 @bp.route("/stream")
 @api_login_required
 def stream() -> Response:
-    last = request.headers.get("Last-Event-ID") or request.args.get("last_id")
-    last_id = int(last) if last and last.isdigit() else None
-    sub = services().hub.subscribe(scope(), last_id)
+    last = request.headers.get("Last-Event-ID") or request.args.get("last_id") or ""
+    last_id = int(last) if last.isascii() and last.isdigit() else None
+    hub, visible = services().hub, scope()
 
     def generate() -> Iterator[str]:
+        # Subscribed inside the generator: a HEAD request or a client gone before the first byte never
+        # starts it, and so can never leave a subscription behind.
+        sub = hub.subscribe(visible, last_id)
         try:
             yield "retry: 2000\n\n"
             while True:

@@ -70,7 +70,7 @@ def test_status_and_state_forbid_unknown_fields():
 def test_telemetry_metrics_must_be_numbers():
     ok = decode(Telemetry, b'{"v":1,"ts":"2026-11-26T00:00:00Z","metrics":{"load_1m":0.5,"door_open.front":1}}')
     assert ok.metrics == {"load_1m": 0.5, "door_open.front": 1.0}
-    with pytest.raises(ProtocolError, match="metric 'temp' must be a number"):
+    with pytest.raises(ProtocolError, match="metric 'temp' must be a finite number"):
         decode(Telemetry, b'{"v":1,"ts":"2026-11-26T00:00:00Z","metrics":{"temp":"hot"}}')
 
 
@@ -94,3 +94,18 @@ def test_only_the_integer_1_is_version_1(version):
     with pytest.raises(ProtocolError) as err:
         decode(Event, json.dumps({**GOOD_EVENT, "v": version}))
     assert err.value.reason == "bad_version"
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"v":1,"ts":"2026-11-26T00:00:00Z","metrics":{"load_1m":1e999}}',
+    b'{"v":1,"ts":"2026-11-26T00:00:00Z","metrics":{"load_1m":NaN}}',
+    b'{"v":1,"ts":"2026-11-26T00:00:00Z","metrics":{"load_1m":-Infinity}}',
+])
+def test_non_finite_numbers_are_refused(payload):
+    with pytest.raises(ProtocolError):
+        decode(Telemetry, payload, topic="vw/pi-0001/telemetry")
+
+
+def test_long_door_ids_still_make_valid_metric_names():
+    name = "door_open." + "d" * 63
+    assert decode(Telemetry, json.dumps({"v": 1, "ts": "2026-11-26T00:00:00Z", "metrics": {name: 1}})).metrics

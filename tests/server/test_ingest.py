@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from server.store import events
+from server.store import events, sensor_states
 from tests.server.conftest import event_payload
 
 
@@ -115,3 +115,31 @@ def test_alert_is_still_raised_when_the_store_failed_between_event_and_alert(off
     assert offline_server.ingest.handle("vw/pi-a/event", payload) == "duplicate"
     assert [a["rule"] for a in offline_server.book.list()] == ["door_after_hours"]  # once, not lost
     assert stored_events(offline_server) == 1
+
+
+def test_retained_offline_replayed_after_staff_resolved_does_not_reopen(offline_server):
+    handle = offline_server.ingest.handle
+    handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')
+    [alert] = offline_server.book.list()
+    offline_server.book.resolve(alert["id"], "admin", "other", "村里停电，已知", datetime.now(UTC))
+    # Server restart or broker blip: the broker replays the same retained Last Will.
+    assert handle("vw/pi-a/status", b'{"v":1,"state":"offline"}') == "duplicate"
+    assert [a["status"] for a in offline_server.book.list()] == ["resolved"]
+
+
+def test_a_stale_retained_state_never_overrides_a_newer_event(offline_server):
+    handle = offline_server.ingest.handle
+    opened = event_payload("pi-b", "open")
+    handle("vw/pi-b/event", opened)
+    handle("vw/pi-b/event", event_payload("pi-b", "closed"))
+    # The broker replays an old retained "open" (queued before the link died) after a reconnect.
+    stale = json.dumps({"v": 1, "state": "open", "ts": "2026-11-26T01:00:00+08:00", "kind": "door",
+                        "seq": json.loads(opened)["seq"]}).encode()
+    handle("vw/pi-b/state/front", stale)
+    with offline_server.engine.connect() as conn:
+        row = conn.execute(select(sensor_states)).one()
+    assert row.state == "closed"
+    # A state without seq (an older agent) cannot override an event-made state either.
+    handle("vw/pi-b/state/front", b'{"v":1,"state":"open","ts":"2026-11-26T01:00:00+08:00"}')
+    with offline_server.engine.connect() as conn:
+        assert conn.execute(select(sensor_states.c.state)).scalar_one() == "closed"

@@ -174,3 +174,20 @@ def test_api_errors_are_json(offline_server, client):
     assert offline_server.book.get(alert_id)["status"] == "open"  # nothing half-done
     wrong = client.get(f"/api/v1/alerts/{alert_id}/ack", headers=h)
     assert wrong.status_code == 405 and "is not allowed" in wrong.get_json()["error"]
+
+
+def test_stream_requests_that_never_read_leave_no_subscription(offline_server, client):
+    h = bearer(offline_server)
+    for _ in range(5):
+        assert client.head("/api/v1/stream", headers=h).status_code == 200
+    odd = client.get("/api/v1/stream", headers={**h, "Last-Event-ID": "²"}, buffered=False)
+    assert odd.status_code == 200
+    odd.close()
+    assert offline_server.hub.subscribers == 0
+
+
+def test_alert_list_reports_the_total_beyond_the_limit(offline_server, client):
+    for _ in range(3):
+        raise_alert(offline_server)
+    body = client.get("/api/v1/alerts?status=open&limit=2", headers=bearer(offline_server)).get_json()
+    assert len(body["alerts"]) == 2 and body["total"] == 3

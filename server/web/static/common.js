@@ -18,23 +18,38 @@ const VW = (() => {
     return data;
   }
 
-  // EventSource reconnects by itself and resends Last-Event-ID; we show a banner while it is down and
-  // call onReconnect so the page reloads its lists (the stream may have missed more than it can replay).
+  // EventSource reconnects by itself after a network error and resends Last-Event-ID, but gives up for good
+  // on any non-200 answer (a proxy's 502 while the server restarts, a 401 when the session expired). So we
+  // watch it: while it is down a banner says so, a closed stream is reopened with backoff (after checking
+  // the login), and onReconnect reloads the lists, which may have missed more than the stream replays.
   function live(handlers, onReconnect) {
     const banner = document.getElementById("conn-banner");
     let wasDown = false;
-    const source = new EventSource("/api/v1/stream");
-    source.onopen = () => {
-      banner.hidden = true;
-      if (wasDown) { onReconnect(); }
-      wasDown = false;
-    };
-    source.onerror = () => { banner.hidden = false; wasDown = true; };
-    for (const [type, fn] of Object.entries(handlers)) {
-      source.addEventListener(type, (ev) => fn(JSON.parse(ev.data)));
+    let delay = 1000;
+
+    function open() {
+      const source = new EventSource("/api/v1/stream");
+      source.onopen = () => {
+        banner.hidden = true;
+        delay = 1000;
+        if (wasDown) { onReconnect(); }
+        wasDown = false;
+      };
+      source.onerror = () => {
+        banner.hidden = false;
+        wasDown = true;
+        if (source.readyState === EventSource.CLOSED) {
+          setTimeout(() => { api("/outcomes").then(open, open); }, delay);  // api() sends a 401 to /login
+          delay = Math.min(delay * 2, 30000);
+        }
+      };
+      for (const [type, fn] of Object.entries(handlers)) {
+        source.addEventListener(type, (ev) => fn(JSON.parse(ev.data)));
+      }
+      source.addEventListener("resync", () => onReconnect());
     }
-    source.addEventListener("resync", () => onReconnect());
-    return source;
+
+    open();
   }
 
   function el(tag, attrs = {}, ...children) {

@@ -8,7 +8,9 @@
   const count = document.getElementById("open-count");
   const SEVERITY = { high: "高", medium: "中", low: "低" };
   const STATUS = { open: "未确认", acked: "已确认", resolved: "已处置" };
+  const RANK = { high: 0, medium: 1, low: 2 };
   const alerts = new Map();
+  let totalActive = 0;
 
   function actions(alert) {
     if (!config.canAct || alert.status === "resolved") { return ""; }
@@ -59,22 +61,35 @@
   }
 
   function render() {
-    const all = [...alerts.values()].sort((x, y) => y.opened_at.localeCompare(x.opened_at) || y.id - x.id);
-    const active = all.filter((a) => a.status !== "resolved");
+    const newest = (x, y) => y.opened_at.localeCompare(x.opened_at) || y.id - x.id;
+    const all = [...alerts.values()].sort(newest);
+    // Most severe first: a burst of offline devices must not push a door opening out of sight.
+    const active = all.filter((a) => a.status !== "resolved")
+      .sort((x, y) => (RANK[x.severity] ?? 9) - (RANK[y.severity] ?? 9) || newest(x, y));
     rows.replaceChildren(...(active.length ? active.map(row)
       : [VW.el("tr", { class: "empty" }, VW.el("td", { colspan: 7 }, "当前没有待处理告警"))]));
     resolvedRows.replaceChildren(...all.filter((a) => a.status === "resolved").slice(0, 20).map(resolvedRow));
-    count.textContent = String(active.length);
-    document.title = (active.length ? `(${active.length}) ` : "") + "告警 · venuewatch";
+    const shown = Math.max(active.length, totalActive);
+    count.textContent = String(shown);
+    count.title = shown > active.length ? `显示最新 ${active.length} 条，共 ${shown} 条` : "";
+    document.title = (shown ? `(${shown}) ` : "") + "告警 · venuewatch";
   }
 
-  function upsert(alert) { alerts.set(alert.id, alert); render(); }
+  function upsert(alert) {
+    const before = alerts.get(alert.id);
+    const wasActive = before ? before.status !== "resolved" : false;
+    const isActive = alert.status !== "resolved";
+    totalActive += (isActive ? 1 : 0) - (wasActive ? 1 : 0);
+    alerts.set(alert.id, alert);
+    render();
+  }
 
   async function reload() {
     const [open, acked, resolved] = await Promise.all(
       ["open", "acked", "resolved"].map((s) => VW.api(`/alerts?status=${s}&limit=200`)));
     alerts.clear();
     for (const a of [...open.alerts, ...acked.alerts, ...resolved.alerts.slice(0, 20)]) { alerts.set(a.id, a); }
+    totalActive = open.total + acked.total;
     render();
   }
 

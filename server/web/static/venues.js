@@ -49,4 +49,6 @@
 
   VW.live({ state: onState }, reload);
   reload();
+  // "open to the public now" changes with the clock, not with events: refresh it every minute.
+  setInterval(reload, 60000);
 })();
