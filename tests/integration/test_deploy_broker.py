@@ -1,0 +1,137 @@
+"""The production mosquitto config shipped in deploy/ enforces what it promises: TLS only, no anonymous
+access, a device may publish only under its own id, and nobody can take over another client's session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.services import free_port, wait_port
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+PASSWORDS = {"pi-a": "pi-a secret 123", "pi-b": "pi-b secret 456", "venuewatch-server": "server secret 789"}
+
+
+@pytest.fixture(scope="module")
+def production_broker(tmp_path_factory):
+    work = tmp_path_factory.mktemp("prod-broker")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(work / "server.key"), "-out", str(work / "ca.crt"), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+    passwd = work / "passwd"
+    for i, (user, password) in enumerate(PASSWORDS.items()):
+        flags = ["-c"] if i == 0 else []
+        subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", *flags,
+                        str(passwd), user, password], check=True, capture_output=True)
+    port = free_port()
+    conf = (REPO / "deploy/mosquitto/venuewatch.conf").read_text()
+    conf = (conf.replace("listener 8883", f"listener {port} 127.0.0.1")
+            .replace("/etc/mosquitto/certs/ca.crt", str(work / "ca.crt"))
+            .replace("/etc/mosquitto/certs/server.crt", str(work / "ca.crt"))
+            .replace("/etc/mosquitto/certs/server.key", str(work / "server.key"))
+            .replace("/etc/mosquitto/venuewatch.passwd", str(passwd))
+            .replace("/etc/mosquitto/venuewatch.acl", str(REPO / "deploy/mosquitto/acl")))
+    conf += f"persistence_location {work}/\nlog_dest file {work / 'mosquitto.log'}\n"
+    if os.geteuid() == 0:
+        conf += "user root\n"
+    (work / "mosquitto.conf").write_text(conf)
+    process = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(work / "mosquitto.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    yield port, work / "ca.crt"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def client(port: int, ca: Path, user: str | None, password: str | None, client_id: str | None = None,
+           tls: bool = True) -> tuple[mqtt.Client, threading.Event, list]:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"{user}-{time.monotonic_ns()}",
+                    protocol=mqtt.MQTTv311)
+    if user:
+        c.username_pw_set(user, password)
+    if tls:
+        c.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
+    ok, got = threading.Event(), []
+    c.on_connect = lambda cl, u, f, reason, p: ok.set() if not reason.is_failure else None
+    c.on_message = lambda cl, u, m: got.append(m.topic)
+    try:
+        c.connect("127.0.0.1", port, keepalive=10)
+    except (ssl.SSLError, OSError):
+        return c, ok, got
+    c.loop_start()
+    ok.wait(3)
+    return c, ok, got
+
+
+def test_devices_speak_only_for_themselves_over_tls(production_broker):
+    port, ca = production_broker
+    server, server_ok, received = client(port, ca, "venuewatch-server", PASSWORDS["venuewatch-server"])
+    assert server_ok.is_set()
+    server.subscribe("vw/#", qos=1)
+    time.sleep(0.3)
+    pi_a, pi_a_ok, _ = client(port, ca, "pi-a", PASSWORDS["pi-a"])
+    assert pi_a_ok.is_set()
+    pi_a.publish("vw/pi-b/event", b"{}", qos=1).wait_for_publish(3)  # impersonation attempt
+    pi_a.publish("vw/pi-a/event", b"{}", qos=1).wait_for_publish(3)
+    deadline = time.monotonic() + 3
+    while "vw/pi-a/event" not in received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert received.count("vw/pi-a/event") == 1
+    assert "vw/pi-b/event" not in received
+
+    # A device's password with the server's client id does not take over the server's session.
+    thief, _, _ = client(port, ca, "pi-b", PASSWORDS["pi-b"], client_id="venuewatch-server")
+    time.sleep(0.5)
+    assert server.is_connected()
+    for c in (server, pi_a, thief):
+        c.loop_stop()
+        c.disconnect()
+
+
+@pytest.mark.parametrize(("user", "password", "tls"), [
+    (None, None, True),                  # anonymous
+    ("pi-a", "wrong password", True),    # wrong password
+    ("pi-a", PASSWORDS["pi-a"], False),  # plain text to the TLS port
+])
+def test_no_way_in_without_credentials_and_tls(production_broker, user, password, tls):
+    port, ca = production_broker
+    c, ok, _ = client(port, ca, user, password, tls=tls)
+    assert not ok.is_set()
+    c.loop_stop()
+
+
+def test_agent_connects_with_its_device_file_credentials(production_broker, tmp_path):
+    from gpiozero.pins.mock import MockFactory
+
+    from edge.agent import Agent
+    from edge.config import load_device_config
+
+    port, ca = production_broker
+    (tmp_path / "pi-a.secret").write_text(PASSWORDS["pi-a"] + "\n")
+    (tmp_path / "pi-a.yaml").write_text(
+        f"device: pi-a\nbroker:\n  url: mqtts://127.0.0.1:{port}\n  username: pi-a\n"
+        f"  password_file: pi-a.secret\n  ca_file: {ca}\ndata_dir: state\ndoors: [{{id: front, pin: 17}}]\n")
+    server, server_ok, received = client(port, ca, "venuewatch-server", PASSWORDS["venuewatch-server"])
+    server.subscribe("vw/pi-a/#", qos=1)
+    time.sleep(0.3)
+    agent = Agent(load_device_config(tmp_path / "pi-a.yaml"), pin_factory=MockFactory())
+    agent.start()
+    try:
+        assert agent.uplink.connected.wait(10)
+        deadline = time.monotonic() + 5
+        while "vw/pi-a/status" not in received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "vw/pi-a/status" in received
+    finally:
+        agent.stop()
+        server.loop_stop()
+        server.disconnect()
