@@ -121,6 +121,7 @@ def test_agent_connects_with_its_device_file_credentials(production_broker, tmp_
         f"device: pi-a\nbroker:\n  url: mqtts://127.0.0.1:{port}\n  username: pi-a\n"
         f"  password_file: pi-a.secret\n  ca_file: {ca}\ndata_dir: state\ndoors: [{{id: front, pin: 17}}]\n")
     server, server_ok, received = client(port, ca, "venuewatch-server", PASSWORDS["venuewatch-server"])
+    assert server_ok.is_set()
     server.subscribe("vw/pi-a/#", qos=1)
     time.sleep(0.3)
     agent = Agent(load_device_config(tmp_path / "pi-a.yaml"), pin_factory=MockFactory())
