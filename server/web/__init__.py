@@ -14,6 +14,7 @@ from server.alerts import AlertBook
 from server.hub import Hub
 from server.ingest import IngestCounters
 from server.inventory import Inventory
+from server.web.throttle import LoginThrottle
 
 
 @dataclass
@@ -43,6 +44,7 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
         TESTING=testing,
     )
     app.extensions["venuewatch"] = services
+    app.extensions["venuewatch.throttle"] = LoginThrottle()
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     from server.web import api, auth, console, ops

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+from sqlalchemy import insert
 
+from server.store import audit_log
 from server.users import User, authenticate, get_user, user_for_token, visible_venues
+from server.web.throttle import LoginThrottle
 
 bp = Blueprint("auth", __name__)
 
@@ -78,14 +82,31 @@ def can_see(venue_id: str) -> bool:
     return venue_id in services().inventory.venues and (allowed is None or venue_id in allowed)
 
 
+def _audit(actor: str, action: str, detail: dict[str, Any]) -> None:
+    with services().engine.begin() as conn:
+        conn.execute(insert(audit_log).values(at=datetime.now(UTC), actor=actor[:64], action=action,
+                                              target=None, detail=detail))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     error = None
+    status = 200
     if request.method == "POST":
         if not _csrf_ok():
             abort(400, "表单已过期，请刷新页面后重试 (stale form: reload and try again)")
-        user = authenticate(services().engine, request.form.get("username", ""), request.form.get("password", ""))
+        name = request.form.get("username", "")[:64]
+        keys = (f"user:{name}", f"addr:{request.remote_addr}")
+        throttle: LoginThrottle = current_app.extensions["venuewatch.throttle"]
+        wait = throttle.retry_after(*keys)
+        if wait > 0:
+            minutes = int(wait // 60) + 1
+            return render_template("login.html", error=f"登录失败次数过多，请 {minutes} 分钟后再试",
+                                   csrf=csrf_token()), 429
+        user = authenticate(services().engine, name, request.form.get("password", ""))
+        _audit(name or "?", "login" if user else "login_failed", {"address": request.remote_addr})
         if user:
+            throttle.succeeded(*keys)
             session.clear()
             session.permanent = True
             session["user_id"] = user.id
@@ -95,8 +116,9 @@ def login() -> Any:
             if not target.startswith("/") or target.startswith("//"):
                 target = url_for("console.index")
             return redirect(target)
-        error = "用户名或密码错误"
-    return render_template("login.html", error=error, csrf=csrf_token()), (401 if error else 200)
+        throttle.failed(*keys)
+        error, status = "用户名或密码错误", 401
+    return render_template("login.html", error=error, csrf=csrf_token()), status
 
 
 @bp.route("/logout", methods=["POST"])

@@ -191,3 +191,18 @@ def test_alert_list_reports_the_total_beyond_the_limit(offline_server, client):
         raise_alert(offline_server)
     body = client.get("/api/v1/alerts?status=open&limit=2", headers=bearer(offline_server)).get_json()
     assert len(body["alerts"]) == 2 and body["total"] == 3
+
+
+def test_repeated_wrong_passwords_lock_the_login_and_are_audited(offline_server, client):
+    from sqlalchemy import select
+
+    from server.store import audit_log
+
+    for _ in range(5):
+        response, _ = login(client, "duty-one", "not the password")
+        assert response.status_code == 401
+    locked, _ = login(client, "duty-one", PASSWORD)  # even the right password must wait now
+    assert locked.status_code == 429 and "登录失败次数过多" in locked.get_data(as_text=True)
+    with offline_server.engine.connect() as conn:
+        actions = [r.action for r in conn.execute(select(audit_log).where(audit_log.c.actor == "duty-one"))]
+    assert actions.count("login_failed") == 5
