@@ -93,7 +93,8 @@ class VenueWatchServer:
             services = Services(self.engine, inventory, self.book, self.hub, self.ingest.counters, config.tz,
                                 broker_connected=self.mqtt.connected.is_set if self.mqtt else None)
             self.app = app = create_app(services, load_secret_key(config.data_dir),
-                             secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours)
+                             secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours,
+                                        trusted_proxies=config.http.trusted_proxies)
             try:
                 self.http = create_server(app, host=config.http.host, port=config.http.port,
                                           threads=config.http.threads, channel_timeout=300, ident="venuewatch")

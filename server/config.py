@@ -25,6 +25,8 @@ class HttpSettings(_Strict):
     threads: int = Field(64, ge=4, le=1024, description="worker threads; each live console holds one")
     secure_cookies: bool = Field(True, description="send the session cookie only over HTTPS")
     session_hours: float = Field(12, gt=0, le=24 * 7, description="log in again after this long")
+    trusted_proxies: int = Field(0, ge=0, le=5, description="reverse proxies in front (1 behind nginx): "
+                                 "the client address is then read from X-Forwarded-For")
 
 
 class IngestSettings(_Strict):

@@ -39,12 +39,12 @@ class RunningServer:
 
 
 def make_server_files(tmp: Path, broker_url: str, venues: list, client_id: str = "vw-test-server",
-                      root: str = "vw", **rules: float) -> Path:
+                      root: str = "vw", http: dict | None = None, **rules: float) -> Path:
     write_yaml(tmp / "inventory.yaml", inventory_dict(venues))
     config = {
         "broker": {"url": broker_url, "client_id": client_id, "keepalive_s": 5, "root": root},
         "inventory": "inventory.yaml", "data_dir": "data",
-        "http": {"host": "127.0.0.1", "port": 0, "secure_cookies": False, "threads": 16},
+        "http": {"host": "127.0.0.1", "port": 0, "secure_cookies": False, "threads": 16, **(http or {})},
         "rules": {"check_interval_s": 0.2, **rules},
     }
     return write_yaml(tmp / "server.yaml", config)
@@ -60,13 +60,15 @@ def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
 
     started: list = []
 
-    def start(broker_url: str, venues: list | None = None, root: str | None = None, **rules: float) -> RunningServer:
+    def start(broker_url: str, venues: list | None = None, root: str | None = None, http: dict | None = None,
+              **rules: float) -> RunningServer:
         # Each test gets its own topic root on the shared broker, so retained messages of one test's devices
         # never reach another test's server.
         root = root or f"vwt{len(request.node.name)}x{abs(hash(request.node.nodeid)) % 10**8}"
         venues = venues or [("venue-a", "t-one", ALWAYS_CLOSED, ["sim-a"])]
         client_id = f"vw-test-{request.node.name[:40]}-{len(started)}"
-        config_path = make_server_files(tmp_path, broker_url, venues, client_id=client_id, root=root, **rules)
+        config_path = make_server_files(tmp_path, broker_url, venues, client_id=client_id, root=root, http=http,
+                                        **rules)
         config = load_server_config(config_path)
         server = VenueWatchServer(config, load_inventory(config.inventory))
         add_user(server.engine, server.inventory, "admin", "county_admin", None, "correct horse battery")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -48,10 +50,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 class SSEReader:
     """Reads a server-sent-event stream in a thread; events land in `self.events` as (type, data)."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, verify: str | bool = True) -> None:
         self.events: queue.Queue[tuple[str, dict[str, Any], float]] = queue.Queue()
         self.connected = threading.Event()
-        self._response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=60)
+        self._response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=60,
+                                      verify=verify)
         self._response.raise_for_status()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -87,4 +90,12 @@ class SSEReader:
                 return data
 
     def close(self) -> None:
+        # Shut the socket down first: closing a response another thread is reading from would wait for the
+        # next keep-alive (15 s).
+        connection = getattr(self._response.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._response.close()
+        self._thread.join(timeout=5)

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, Response
 from sqlalchemy import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server.alerts import AlertBook
 from server.hub import Hub
@@ -31,7 +32,7 @@ class Services:
 
 
 def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = True,
-               session_hours: float = 12, testing: bool = False) -> Flask:
+               session_hours: float = 12, trusted_proxies: int = 0, testing: bool = False) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secret_key,
@@ -44,7 +45,12 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
         TESTING=testing,
     )
     app.extensions["venuewatch"] = services
-    app.extensions["venuewatch.throttle"] = LoginThrottle()
+    # (per user name, per client address): 5 failures lock a name; a shared duty-room address gets 30.
+    app.extensions["venuewatch.throttle"] = (LoginThrottle(max_failures=5), LoginThrottle(max_failures=30))
+    if trusted_proxies:
+        # Behind nginx every request comes from 127.0.0.1: take the client address from X-Forwarded-For,
+        # trusting exactly as many hops as there are proxies we run.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies)  # type: ignore[method-assign]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     from server.web import api, auth, console, ops

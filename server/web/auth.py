@@ -14,7 +14,6 @@ from sqlalchemy import insert
 
 from server.store import audit_log
 from server.users import User, authenticate, get_user, user_for_token, visible_venues
-from server.web.throttle import LoginThrottle
 
 bp = Blueprint("auth", __name__)
 
@@ -96,9 +95,9 @@ def login() -> Any:
         if not _csrf_ok():
             abort(400, "表单已过期，请刷新页面后重试 (stale form: reload and try again)")
         name = request.form.get("username", "")[:64]
-        keys = (f"user:{name}", f"addr:{request.remote_addr}")
-        throttle: LoginThrottle = current_app.extensions["venuewatch.throttle"]
-        wait = throttle.retry_after(*keys)
+        by_name, by_addr = current_app.extensions["venuewatch.throttle"]
+        name_key, addr_key = f"user:{name}", f"addr:{request.remote_addr}"
+        wait = max(by_name.retry_after(name_key), by_addr.retry_after(addr_key))
         if wait > 0:
             minutes = int(wait // 60) + 1
             return render_template("login.html", error=f"登录失败次数过多，请 {minutes} 分钟后再试",
@@ -106,7 +105,7 @@ def login() -> Any:
         user = authenticate(services().engine, name, request.form.get("password", ""))
         _audit(name or "?", "login" if user else "login_failed", {"address": request.remote_addr})
         if user:
-            throttle.succeeded(*keys)
+            by_name.succeeded(name_key)
             session.clear()
             session.permanent = True
             session["user_id"] = user.id
@@ -116,7 +115,8 @@ def login() -> Any:
             if not target.startswith("/") or target.startswith("//"):
                 target = url_for("console.index")
             return redirect(target)
-        throttle.failed(*keys)
+        by_name.failed(name_key)
+        by_addr.failed(addr_key)
         error, status = "用户名或密码错误", 401
     return render_template("login.html", error=error, csrf=csrf_token()), status
 

@@ -1,6 +1,7 @@
 """Login throttling: after repeated failures a name (or an address) must wait before trying again.
 
-In memory, per server process; a restart forgets. Pure apart from the injected clock.
+In memory, per server process; a restart forgets. Pure apart from the injected clock. Names and addresses
+use separate throttles: a duty room behind one NAT address shares it, so it gets a higher limit.
 """
 
 from __future__ import annotations

@@ -206,3 +206,10 @@ def test_repeated_wrong_passwords_lock_the_login_and_are_audited(offline_server,
     with offline_server.engine.connect() as conn:
         actions = [r.action for r in conn.execute(select(audit_log).where(audit_log.c.actor == "duty-one"))]
     assert actions.count("login_failed") == 5
+
+
+def test_one_users_failures_do_not_lock_out_colleagues_behind_the_same_address(offline_server, client):
+    for _ in range(5):
+        login(client, "duty-one", "not the password")
+    response, _ = login(client, "duty-two", PASSWORD)
+    assert response.status_code == 302
