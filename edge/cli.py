@@ -42,7 +42,7 @@ class StartupError(RuntimeError):
 
 def build_agent(config: DeviceConfig, pin_factory: Factory | None = None) -> Agent:
     """Create the agent, turning the installer's usual mistakes into one-line explanations."""
-    from gpiozero.exc import BadPinFactory, GPIOPinInUse, PinFactoryFallback
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse, NativePinFactoryFallback, PinFactoryFallback
 
     from edge.agent import Agent
 
@@ -50,6 +50,7 @@ def build_agent(config: DeviceConfig, pin_factory: Factory | None = None) -> Age
         with warnings.catch_warnings():
             # gpiozero warns once per pin library it tries; the outcome is what matters and is reported below.
             warnings.simplefilter("ignore", PinFactoryFallback)
+            warnings.simplefilter("ignore", NativePinFactoryFallback)
             return Agent(config, pin_factory=pin_factory)
     except ConfigError:
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -26,7 +27,7 @@ def encode(message: BaseModel) -> bytes:
 def decode(model: type[M], payload: bytes | str, *, topic: str = "?") -> M:
     """Parse and validate one payload. Raises ProtocolError(reason=bad_json|invalid) naming topic and field."""
     try:
-        raw = json.loads(payload, parse_constant=_no_constants)
+        raw = json.loads(payload, parse_constant=_no_constants, parse_float=_finite)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise ProtocolError("bad_json", f"{topic}: payload is not JSON ({exc})") from None
     if not isinstance(raw, dict):
@@ -39,6 +40,13 @@ def decode(model: type[M], payload: bytes | str, *, topic: str = "?") -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ProtocolError("invalid", f"{topic}: {describe_validation_error(exc)}") from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to infinity
+        raise ValueError(f"{text} is out of range for a number")
+    return value
 
 
 def _no_constants(name: str) -> float:

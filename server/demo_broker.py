@@ -31,8 +31,9 @@ class EmbeddedBroker:
         self._error: BaseException | None = None
 
     def start(self) -> None:
-        for name in ("amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        # amqtt logs its own traceback when it cannot listen; we report that failure in one line instead.
+        logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+        logging.getLogger("transitions").setLevel(logging.WARNING)
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("embedded MQTT broker did not start within 10 s")

@@ -65,7 +65,8 @@ OPENAPI: dict[str, Any] = {
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
             ],
             "responses": {"200": _json({"type": "object", "properties": {
-                "alerts": {"type": "array", "items": _ref("Alert")}}}), **_ERRORS},
+                "alerts": {"type": "array", "items": _ref("Alert")},
+                "total": {"type": "integer", "description": "all alerts matching the filters"}}}), **_ERRORS},
         }},
         "/alerts/{id}/ack": {"post": {
             "summary": "acknowledge (确认)", "parameters": _ALERT_ID,

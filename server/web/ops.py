@@ -31,7 +31,7 @@ def metrics() -> Response:
         "# HELP venuewatch_ingest_stored_total messages stored",
         "# TYPE venuewatch_ingest_stored_total counter",
         f"venuewatch_ingest_stored_total {counts.get('stored', 0)}",
-        "# HELP venuewatch_ingest_duplicates_total events received again and ignored (idempotent on id)",
+        "# HELP venuewatch_ingest_duplicates_total messages already stored (event id seen before, status unchanged)",
         "# TYPE venuewatch_ingest_duplicates_total counter",
         f"venuewatch_ingest_duplicates_total {counts.get('duplicate', 0)}",
         "# HELP venuewatch_ingest_ignored_total messages on topics ingest does not handle (ack, cmd, snapshot)",

@@ -109,3 +109,9 @@ def test_non_finite_numbers_are_refused(payload):
 def test_long_door_ids_still_make_valid_metric_names():
     name = "door_open." + "d" * 63
     assert decode(Telemetry, json.dumps({"v": 1, "ts": "2026-11-26T00:00:00Z", "metrics": {name: 1}})).metrics
+
+
+def test_out_of_range_numbers_anywhere_are_refused():
+    with pytest.raises(ProtocolError) as err:
+        decode(Event, json.dumps(GOOD_EVENT)[:-1] + ', "data": {"score": 1e999}}')
+    assert err.value.reason == "bad_json"
