@@ -127,6 +127,7 @@ class VenueWatchServer:
         self._stop.set()
         if self.mqtt:
             self.mqtt.stop()
+        self.hub.close()
         if self.http:
             self.http.close()
         for thread in self._threads:

@@ -6,6 +6,7 @@ missed, or `resync` when the gap is older than the buffer.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -79,6 +80,14 @@ class Hub:
                     if update.id > last_id and sub.wants(update):
                         sub.queue.put_nowait(update)
         return sub
+
+    def close(self) -> None:
+        """Server shutdown: tell every open stream to end, so no worker thread waits for its keep-alive."""
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            with contextlib.suppress(queue.Full):
+                sub.queue.put_nowait(Update(0, "shutdown", None, {}))
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:

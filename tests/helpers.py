@@ -92,10 +92,16 @@ class SSEReader:
     def close(self) -> None:
         # Shut the socket down first: closing a response another thread is reading from would wait for the
         # next keep-alive (15 s).
-        connection = getattr(self._response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
+        sock = _socket_of(self._response)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self._response.close()
         self._thread.join(timeout=5)
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket under a streamed requests response (http.client file → SocketIO → socket)."""
+    fp = getattr(response.raw, "_fp", None)
+    socket_io = getattr(getattr(fp, "fp", None), "raw", None)
+    return getattr(socket_io, "_sock", None)

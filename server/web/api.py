@@ -237,6 +237,8 @@ def stream() -> Response:
                 if update is None:
                     yield ": keep-alive\n\n"  # also how a vanished client is noticed
                     continue
+                if update.type == "shutdown":
+                    return  # the browser reconnects by itself once the server is back
                 data = json.dumps(update.data, ensure_ascii=False)
                 # resync has no id of its own: the client keeps its last real id.
                 ident = f"id: {update.id}\n" if update.id else ""

@@ -31,3 +31,10 @@ def test_a_stalled_client_is_told_to_resync_instead_of_growing_forever():
     for _ in range(5):
         hub.publish("state", None, {})
     assert sub.overflowed
+
+
+def test_shutdown_ends_every_open_stream():
+    hub = Hub()
+    subs = [hub.subscribe(None) for _ in range(3)]
+    hub.close()
+    assert [s.get(0.1).type for s in subs] == ["shutdown"] * 3
