@@ -91,7 +91,8 @@ class VenueWatchServer:
         self.app = None
         if role in ("all", "web"):
             services = Services(self.engine, inventory, self.book, self.hub, self.ingest.counters, config.tz,
-                                broker_connected=self.mqtt.connected.is_set if self.mqtt else None)
+                                broker_connected=self.mqtt.connected.is_set if self.mqtt else None,
+                                store_ok=lambda: self.ingest.store_ok)
             self.app = app = create_app(services, load_secret_key(config.data_dir),
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours,
                                         trusted_proxies=config.http.trusted_proxies)

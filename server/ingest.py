@@ -65,6 +65,7 @@ class Ingest:
         self._root = root
         self._now = now
         self.counters = IngestCounters()
+        self.store_ok = True  # false while the database refuses writes (disk full, connection lost)
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Handle one message; returns what happened (stored, duplicate, ignored, rejected.<reason>, retry).
@@ -77,12 +78,15 @@ class Ingest:
             outcome = self._handle(topic, payload)
         except OperationalError as exc:
             log.error("event=store_unavailable topic=%s detail=%r", topic, str(exc.orig)[:200])
+            self.store_ok = False
             outcome = "retry"
         except ProtocolError as exc:
             outcome = self._reject(exc.reason, str(exc), topic)
         except Exception:
             log.exception("event=ingest_error topic=%s", topic)
             outcome = "rejected.internal_error"
+        if outcome != "retry":
+            self.store_ok = True
         self.counters.add(outcome)
         return outcome
 

@@ -29,6 +29,7 @@ class Services:
     counters: IngestCounters
     tz: Any
     broker_connected: Any = None  # callable -> bool, None when the web runs without ingest
+    store_ok: Any = None  # callable -> bool: can ingest write to the database right now?
 
 
 def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = True,

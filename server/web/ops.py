@@ -14,9 +14,12 @@ bp = Blueprint("ops", __name__)
 @bp.route("/healthz")
 def healthz() -> Any:
     # Public on purpose (load balancers, systemd watchdogs); it reveals nothing but liveness.
-    connected = services().broker_connected
-    broker = None if connected is None else bool(connected())
-    return {"status": "ok", "broker_connected": broker}, 200
+    svc = services()
+    broker = None if svc.broker_connected is None else bool(svc.broker_connected())
+    store = None if svc.store_ok is None else bool(svc.store_ok())
+    # 200 while the process lives; the fields say what is degraded (a stuck store holds MQTT messages back).
+    return {"status": "ok" if broker is not False and store is not False else "degraded",
+            "broker_connected": broker, "store_ok": store}, 200
 
 
 @bp.route("/metrics")

@@ -59,6 +59,7 @@ def test_bad_messages_are_rejected_counted_and_do_not_stop_ingest(mosquitto, ser
         expected[reason] = expected.get(reason, 0) + 1
     rejected = {k: v for k, v in srv.server.ingest.counters.rejected().items() if v}
     assert rejected == expected
-    assert requests.get(srv.url + "/healthz", timeout=5).json() == {"status": "ok", "broker_connected": True}
+    health = requests.get(srv.url + "/healthz", timeout=5).json()
+    assert health == {"status": "ok", "broker_connected": True, "store_ok": True}
     metrics = requests.get(srv.url + "/metrics", headers=headers, timeout=5).text
     assert 'venuewatch_ingest_rejected_total{reason="oversized"} 1' in metrics

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -136,6 +137,16 @@ def test_database_unavailable_holds_the_message_until_it_can_be_stored(mosquitto
             return real_engine.connect()
 
     ingest._engine = FailingEngine()
+    health: list[dict] = []
+    watcher_stop = threading.Event()
+
+    def watch_health() -> None:
+        while not watcher_stop.is_set():
+            health.append(requests.get(srv.url + "/healthz", timeout=5).json())
+            watcher_stop.wait(0.05)
+
+    watcher = threading.Thread(target=watch_health, daemon=True)
+    watcher.start()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="one-pi")
     client.connect("127.0.0.1", mosquitto.port)
     client.loop_start()
@@ -152,6 +163,10 @@ def test_database_unavailable_holds_the_message_until_it_can_be_stored(mosquitto
     counts = ingest.counters.snapshot()
     assert counts.get("retry") == 3 and counts.get("stored") >= 2
     assert sum(ingest.counters.rejected().values()) == 0
+    watcher_stop.set()
+    watcher.join(timeout=5)
+    assert {"status": "degraded", "broker_connected": True, "store_ok": False} in health  # said while stuck
+    assert health[-1]["store_ok"] is True
 
 
 def test_door_opened_during_a_power_cut_is_reported_at_boot(mosquitto, server_factory, tmp_path):

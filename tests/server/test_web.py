@@ -50,7 +50,7 @@ def test_pages_send_anonymous_users_to_login(client, path):
 
 
 def test_healthz_is_public_and_says_nothing_else(client):
-    assert client.get("/healthz").get_json() == {"status": "ok", "broker_connected": None}
+    assert client.get("/healthz").get_json() == {"status": "ok", "broker_connected": None, "store_ok": True}
 
 
 def test_login_then_console_and_logout(client):
