@@ -71,3 +71,26 @@ def test_duty_officer_sees_the_alert_live_and_handles_it(mosquitto, server_facto
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=10)
+
+
+def test_console_shows_the_outage_and_sends_an_expired_login_back_to_the_login_page(
+        mosquitto, server_factory, page):
+    from sqlalchemy import update
+
+    from server.store import users
+
+    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_CLOSED, ["sim-a"])])
+    page.goto(srv.url + "/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=当前没有待处理告警")
+    page.wait_for_function("() => document.getElementById('conn-banner').hidden === true")
+
+    # The account is disabled meanwhile, and the server ends every stream (as on a restart): the browser's
+    # reconnect is refused with 401, which EventSource alone would never retry.
+    with srv.server.engine.begin() as conn:
+        conn.execute(update(users).where(users.c.name == "admin").values(disabled=True))
+    srv.server.hub.close()
+    page.wait_for_url("**/login?next=*", timeout=20_000)
+    assert "值班人员登录" in page.content()
