@@ -98,3 +98,13 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
                                    + "data_dir: state\n"))
     assert cfg.broker.password_file == tmp_path / "secret"
     assert cfg.data_dir == tmp_path / "state"
+
+
+def test_published_schema_matches_the_models():
+    import json
+
+    from edge.config import DeviceConfig
+
+    path = Path(__file__).resolve().parents[2] / "firmware_config/schema/device.schema.json"
+    assert json.loads(path.read_text()) == DeviceConfig.model_json_schema(), (
+        "regenerate it: python -m edge.config --schema > firmware_config/schema/device.schema.json")
