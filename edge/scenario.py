@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.config import DeviceConfig
-from edge.doors import CLOSED, pin_low_for
+from edge.doorstate import CLOSED, pin_low_for
 from protocol.configfile import ConfigError, load_model
 
 

@@ -27,3 +27,14 @@ def test_extras_split_edge_and_server_dependencies():
     server = " ".join(project["optional-dependencies"]["server"]).lower()
     assert "gpiozero" in edge and "flask" not in edge and "sqlalchemy" not in edge
     assert "flask" in server and "sqlalchemy" in server and "gpiozero" not in server
+
+
+def test_server_side_commands_need_no_gpio_library():
+    """The county server installs `.[server]` only: check-config and the server must not import gpiozero."""
+    code = (
+        "import sys, server.cli, server.configcheck, server.app\n"
+        "print('gpiozero' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -8,7 +8,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import DoorSettings
-from edge.doors import DoorSensor, debounce, door_state, pin_low_for
+from edge.doors import DoorSensor, debounce
+from edge.doorstate import door_state, pin_low_for
 from tests.helpers import wait_for
 
 
