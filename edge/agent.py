@@ -1,8 +1,14 @@
-"""The agent: door sensors → events → uplink, plus the telemetry heartbeat."""
+"""The agent: door sensors → events → uplink, plus the telemetry heartbeat.
+
+Pin callbacks only queue a change; one emitter thread turns changes into events in order. That keeps
+disk syncs off gpiozero's callback thread (on a Pi one thread serves every pin) and means a failing SD
+card can slow reporting down but never stop it.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from pathlib import Path
 
@@ -32,11 +38,13 @@ class Agent:
         self.clock = clock or SystemClock()
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._events = EventFactory(config.device, self.clock, SequenceCounter(data_dir / "seq"))
+        self._sequence = SequenceCounter(data_dir / "seq")
+        self._events = EventFactory(config.device, self.clock, self._sequence)
         self._memory = DoorMemory(data_dir / "doors.json")
-        self._emit_lock = threading.RLock()
+        self._changes: queue.Queue[tuple[str, str, dict | None] | None] = queue.Queue()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._emitter: threading.Thread | None = None
         self.uplink = Uplink(config.device, config.broker, self.clock.boot_id(), self.clock.now)
         self.doors: dict[str, DoorSensor] = {}
         try:
@@ -51,17 +59,18 @@ class Agent:
         return f"<Agent {self.config.device} connected={self.uplink.connected.is_set()} {doors}>"
 
     def start(self) -> None:
+        self._emitter = threading.Thread(target=self._emit_loop, name="emitter", daemon=True)
+        self._emitter.start()
         for door_id, door in self.doors.items():
-            # Held while comparing with memory: an earlier door's pin thread may already be reporting.
-            with self._emit_lock:
-                door.start()
-                before = self._memory.last(door_id)
-                if before is not None and before != door.state:
-                    # Changed while we were not running (power cut, crash): report it as the event it was.
-                    self._door_changed(door_id, door.state, {"while_agent_down": True, "previous": before})
-                else:
-                    self._memory.remember(door_id, door.state)
-                    self.uplink.publish_state(door_id, self._sensor_state(door.state, self._events.last_seq))
+            door.start()
+            before = self._memory.last(door_id)
+            if before is None:
+                self._memory.remember(door_id, door.state)  # first start: nothing to compare with
+            if before is not None and before != door.state:
+                # Changed while we were not running (power cut, crash): report it as the event it was.
+                self._door_changed(door_id, door.state, {"while_agent_down": True, "previous": before})
+            else:
+                self.uplink.publish_state(door_id, self._sensor_state(door.state, self._events.last_seq))
         self.uplink.start()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -72,6 +81,9 @@ class Agent:
         if self._heartbeat:
             self._heartbeat.join(timeout=5)
         self.close_sensors()
+        if self._emitter:
+            self._changes.put(None)  # after the changes already queued: they still go out
+            self._emitter.join(timeout=10)
         self.uplink.stop()
         log.info("event=agent_stopped device=%s", self.config.device)
 
@@ -82,21 +94,38 @@ class Agent:
     def _sensor_state(self, state: str, seq: int) -> SensorState:
         return SensorState(state=state, ts=self.clock.now(), kind="door", device=self.config.device, seq=seq)
 
-    def _door_changed(self, door_id: str, state: str, data: dict | None = None) -> Event:
-        # One lock (re-entrant for start()): seq order on the wire is the order the changes happened.
-        with self._emit_lock:
-            event = self._events.make("door", door_id, state, data)
-            self.uplink.publish_event(event)
-            self._memory.remember(door_id, state)
-            self.uplink.publish_state(door_id, self._sensor_state(state, event.seq))
+    def _door_changed(self, door_id: str, state: str, data: dict | None = None) -> None:
+        """Called on the pin's callback thread: queue only, never block or raise there."""
+        self._changes.put((door_id, state, data))
+
+    def _emit_loop(self) -> None:
+        while (change := self._changes.get()) is not None:
+            try:
+                self._emit(*change)
+            except Exception:  # the emitter must outlive any one bad change
+                log.exception("event=emit_error device=%s change=%r", self.config.device, change)
+
+    def _emit(self, door_id: str, state: str, data: dict | None) -> Event | None:
+        if self._memory.last(door_id) == state:
+            # Already reported: the same change seen by start() and by the pin thread, or a bounce back.
+            return None
+        event = self._events.make("door", door_id, state, data)  # seq and memory writes never raise
+        self._memory.remember(door_id, state)
+        self.uplink.publish_event(event)
+        self.uplink.publish_state(door_id, self._sensor_state(state, event.seq))
         log.info("event=door device=%s sensor=%s state=%s seq=%d id=%s",
                  self.config.device, door_id, state, event.seq, event.id)
         return event
+
+    @property
+    def storage_errors(self) -> int:
+        return self._sequence.write_errors + self._memory.write_errors
 
     def telemetry(self) -> Telemetry:
         metrics = health_metrics(Path(self.config.data_dir))
         for door_id, door in self.doors.items():
             metrics[f"door_open.{door_id}"] = 1.0 if door.state == "open" else 0.0
+        metrics["storage_errors"] = float(self.storage_errors)
         return Telemetry(
             ts=self.clock.now(), metrics=metrics, device=self.config.device,
             boot=self.clock.boot_id(), mono=round(self.clock.mono(), 3), synced=self.clock.synced(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import time
 import uuid
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ class SystemClock:
 
     def __init__(self) -> None:
         self._boot = _read_boot_id()
+        self._was_synced = False
 
     def now(self) -> datetime:
         return datetime.now(UTC).astimezone()
@@ -43,7 +45,12 @@ class SystemClock:
         return self._boot
 
     def synced(self) -> bool:
-        return kernel_clock_synced()
+        # The kernel drops its "synchronised" flag after ~9 h without NTP contact (maxerror passes 16 s),
+        # which on a rural 4G outage is a normal night. A Pi's clock drifts seconds a day, so once it was set
+        # in this boot it stays trustworthy far beyond that: we keep saying synced.
+        if not self._was_synced:
+            self._was_synced = kernel_clock_synced()
+        return self._was_synced
 
 
 def _read_boot_id() -> str:
@@ -60,15 +67,23 @@ class _Timex(ctypes.Structure):
     _fields_ = [("modes", ctypes.c_uint), ("_rest", ctypes.c_byte * 512)]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # find_library runs `ldconfig -p` in a subprocess: once per process is enough.
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True) if name else None
+    except OSError:
+        return None
+
+
 def kernel_clock_synced() -> bool:
     """True when the kernel says the clock is NTP-synchronised (adjtimex is not TIME_ERROR)."""
-    name = ctypes.util.find_library("c")
-    if not name:
+    libc = _libc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        buf = _Timex()
-        state = libc.adjtimex(ctypes.byref(buf))
-    except (OSError, AttributeError):
+        state = libc.adjtimex(ctypes.byref(_Timex()))
+    except AttributeError:  # not Linux
         return False
     return state not in (-1, _TIME_ERROR)

@@ -75,17 +75,24 @@ class BrokerSettings(_Strict):
 
         return self.model_copy(update={"password_file": fix(self.password_file), "ca_file": fix(self.ca_file)})
 
-    def configure(self, client: Any) -> None:
-        """Apply credentials and TLS to a paho client; a missing or broken file is a ConfigError."""
+    def tls_context(self) -> ssl.SSLContext | None:
+        """Verifying TLS context for mqtts:// (None for mqtt://); a missing or broken CA file is a ConfigError."""
+        if not self.tls:
+            return None
+        try:
+            return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"broker.ca_file: cannot load {self.ca_file} ({exc}); give the CA "
+                              "certificate (PEM) that signed the broker's certificate") from None
+
+    def configure(self, client: Any) -> ssl.SSLContext | None:
+        """Apply credentials and TLS to a paho client; returns the TLS context it uses."""
         if self.username:
             client.username_pw_set(self.username, self.read_password())
-        if self.tls:
-            try:
-                client.tls_set(ca_certs=str(self.ca_file) if self.ca_file else None,
-                               cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"broker.ca_file: cannot load {self.ca_file} ({exc}); give the CA "
-                                  "certificate (PEM) that signed the broker's certificate") from None
+        context = self.tls_context()
+        if context is not None:
+            client.tls_set_context(context)
+        return context
 
     def read_password(self) -> str | None:
         if self.password_file is None:

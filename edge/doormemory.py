@@ -7,9 +7,12 @@ Pi boots again: at start the agent compares each door with what it last reported
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
+
+log = logging.getLogger("venuewatch.edge.doormemory")
 
 
 class DoorMemory:
@@ -17,6 +20,7 @@ class DoorMemory:
         self._path = path
         self._lock = threading.Lock()
         self._states = self._load()
+        self.write_errors = 0
 
     def _load(self) -> dict[str, str]:
         try:
@@ -32,11 +36,16 @@ class DoorMemory:
         return self._states.get(door)
 
     def remember(self, door: str, state: str) -> None:
+        """Update memory; a failed disk write is logged and counted, never raised (the event must go out)."""
         with self._lock:
             self._states[door] = state
             tmp = self._path.with_suffix(".tmp")
-            with open(tmp, "w") as fh:
-                json.dump(self._states, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self._path)
+            try:
+                with open(tmp, "w") as fh:
+                    json.dump(self._states, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self._path)
+            except OSError as exc:
+                self.write_errors += 1
+                log.error("event=storage_error file=%s error=%r", self._path, exc.strerror or str(exc))

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
+
+log = logging.getLogger("venuewatch.edge.sequence")
 
 
 class SequenceCounter:
     """Persists the last issued `seq` in a small file, written atomically and fsynced before use.
 
-    A seq is returned only after it is on disk, so a crash can skip a number but never reuse one.
+    A seq is returned after it is on disk, so a crash can skip a number but never reuse one. If the disk
+    refuses the write (a worn SD card turned read-only, a full disk), the seq is still issued from memory
+    and the failure counted: losing a door event would be worse than a seq that may repeat after a
+    restart (the server deduplicates by event id, not by seq).
     """
 
     def __init__(self, path: Path) -> None:
@@ -18,6 +24,7 @@ class SequenceCounter:
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._last = self._load()
+        self.write_errors = 0
 
     @property
     def last(self) -> int:
@@ -26,7 +33,11 @@ class SequenceCounter:
     def next(self) -> int:
         with self._lock:
             value = self._last + 1
-            self._store(value)
+            try:
+                self._store(value)
+            except OSError as exc:
+                self.write_errors += 1
+                log.error("event=storage_error file=%s error=%r", self._path, exc.strerror or str(exc))
             self._last = value
             return value
 

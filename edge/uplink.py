@@ -12,12 +12,14 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
 import paho.mqtt.client as mqtt
 
 from edge.config import BrokerSettings
+from edge.diagnose import why_unreachable
 from protocol import Ack, Command, Event, ProtocolError, SensorState, Status, Telemetry, decode, encode
 from protocol.topics import build_topic
 
@@ -52,9 +54,12 @@ class Uplink:
         )
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(min_delay=1, max_delay=60)
-        settings.configure(self._client)
+        self._tls = settings.configure(self._client)
+        self._failures = 0
+        self._last_failure_log = float("-inf")
         will = Status(state="offline", device=device, boot=boot_id)
         self._client.will_set(self._topic("status"), encode(will), qos=1, retain=True)
+        self._client.on_connect_fail = self._connect_failed
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
         self._client.on_message = self._message
@@ -97,6 +102,7 @@ class Uplink:
             log.warning("event=connect_refused device=%s reason=%s", self.device, reason)
             return
         log.info("event=connected device=%s broker=%s:%s", self.device, self._settings.host, self._settings.port)
+        self._failures, self._last_failure_log = 0, float("-inf")
         client.subscribe([(self._topic("ack"), 1), (self._topic("cmd"), 1)])
         online = Status(state="online", ts=self._now(), device=self.device, boot=self._boot)
         client.publish(self._topic("status"), encode(online), qos=1, retain=True)
@@ -104,6 +110,17 @@ class Uplink:
             for sensor, state in self._states.items():
                 client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)
             self.connected.set()
+
+    def _connect_failed(self, client: mqtt.Client, userdata: object) -> None:
+        # paho retries with backoff; we explain why, at once and then at most once a minute.
+        self._failures += 1
+        now = time.monotonic()
+        if now - self._last_failure_log < 60:
+            return
+        self._last_failure_log = now
+        reason = why_unreachable(self._settings.host, self._settings.port, self._tls)
+        log.warning("event=broker_unreachable device=%s attempts=%d reason=%s", self.device, self._failures,
+                    json.dumps(reason, ensure_ascii=False))
 
     def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
                       properties: object) -> None:

@@ -37,3 +37,12 @@ def test_events_carry_time_fields_and_increasing_seq(tmp_path):
     assert first.boot == "boot-abc" and first.mono == 12.346 and first.synced is False
     assert second.synced is True and second.mono == 14.346
     assert first.ts == clock.wall and first.device == "pi-0001"
+
+
+def test_system_clock_stays_synced_once_synced_in_this_boot(monkeypatch):
+    import edge.clock as clock_module
+
+    answers = iter([False, True, False, False])
+    monkeypatch.setattr(clock_module, "kernel_clock_synced", lambda: next(answers))
+    clock = clock_module.SystemClock()
+    assert [clock.synced() for _ in range(4)] == [False, True, True, True]

@@ -136,3 +136,15 @@ def test_agent_connects_with_its_device_file_credentials(production_broker, tmp_
         agent.stop()
         server.loop_stop()
         server.disconnect()
+
+
+def test_an_untrusted_broker_certificate_is_explained(production_broker, tmp_path):
+    from edge.diagnose import why_unreachable
+
+    port, _ = production_broker
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "other-ca.crt"),
+                    "-subj", "/CN=other"], check=True, capture_output=True)
+    wrong_ca = ssl.create_default_context(cafile=str(tmp_path / "other-ca.crt"))
+    reason = why_unreachable("127.0.0.1", port, wrong_ca)
+    assert "certificate is not accepted" in reason and "broker.ca_file" in reason and "clock" in reason
