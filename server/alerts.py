@@ -83,6 +83,12 @@ class AlertBook:
                 return self._announce(found.id)
         return None
 
+    def raised_since(self, key: str, since: datetime) -> bool:
+        """Has an alert for this condition been opened at or after `since` (whatever its status now)?"""
+        with self._engine.connect() as conn:
+            return conn.execute(select(alerts.c.id).where(
+                and_(alerts.c.key == key, alerts.c.opened_at >= since)).limit(1)).first() is not None
+
     # --- staff actions --------------------------------------------------------------------------------
 
     def ack(self, alert_id: int, user: str, note: str, now: datetime) -> dict[str, Any]:

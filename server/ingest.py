@@ -22,7 +22,7 @@ from server.alerts import AlertBook
 from server.config import ServerBroker
 from server.hub import Hub
 from server.inventory import Inventory
-from server.rules import DoorFact, device_status, door_after_hours, occurred_at
+from server.rules import DoorFact, OpenAlert, device_status, door_after_hours, occurred_at
 from server.store import devices, events, insert_ignore, sensor_states
 
 log = logging.getLogger("venuewatch.server.ingest")
@@ -156,18 +156,26 @@ class Ingest:
 
     def _status(self, status: Status, device: str, venue_id: str, received: datetime, topic: str) -> str:
         self._check_device(status.device, device, topic)
+        venue = self._inventory.venues[venue_id]
         with self._engine.begin() as conn:
-            before = conn.execute(select(devices.c.status).where(devices.c.id == device)).scalar_one_or_none()
-            if before == status.state:
-                # The broker replays the retained status on every (re)subscribe: the same news again must not
-                # re-open an alert that duty staff already resolved.
-                return "duplicate"
-            conn.execute(update(devices).where(devices.c.id == device).values(
-                status=status.state, status_at=received, boot=status.boot,
-                **({"last_seen": received} if status.state == "online" else {})))
+            before = conn.execute(select(devices.c.status, devices.c.status_at).where(devices.c.id == device)).first()
+            if before is not None and before.status == status.state:
+                repeated_since = before.status_at
+            else:
+                repeated_since = None
+                conn.execute(update(devices).where(devices.c.id == device).values(
+                    status=status.state, status_at=received, boot=status.boot,
+                    **({"last_seen": received} if status.state == "online" else {})))
+        if repeated_since is not None:
+            # The broker replays the retained status on every (re)subscribe. Same news: only finish what a
+            # failed store may have left undone, and never re-open what duty staff resolved.
+            decision = device_status(device, venue, status.state, repeated_since or received)
+            if not (isinstance(decision, OpenAlert) and self._book.raised_since(decision.key, decision.at)):
+                self._book.apply(decision)
+            return "duplicate"
         self._hub.publish("state", venue_id, {"venue": venue_id, "device": device, "status": status.state,
                                               "since": received.isoformat()})
-        self._book.apply(device_status(device, self._inventory.venues[venue_id], status.state, received))
+        self._book.apply(device_status(device, venue, status.state, received))
         return "stored"
 
     def _telemetry(self, telemetry: Telemetry, device: str, received: datetime, topic: str) -> str:

@@ -143,3 +143,27 @@ def test_a_stale_retained_state_never_overrides_a_newer_event(offline_server):
     handle("vw/pi-b/state/front", b'{"v":1,"state":"open","ts":"2026-11-26T01:00:00+08:00"}')
     with offline_server.engine.connect() as conn:
         assert conn.execute(select(sensor_states.c.state)).scalar_one() == "closed"
+
+
+def test_offline_alert_survives_a_store_failure_between_status_and_alert(offline_server, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    book = offline_server.book
+    real_apply = book.apply
+    calls = {"n": 0}
+
+    def apply_failing_once(decision):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("INSERT INTO alerts", {}, Exception("database or disk is full"))
+        return real_apply(decision)
+
+    monkeypatch.setattr(book, "apply", apply_failing_once)
+    handle = offline_server.ingest.handle
+    assert handle("vw/pi-a/status", b'{"v":1,"state":"offline"}') == "retry"
+    assert handle("vw/pi-a/status", b'{"v":1,"state":"offline"}') == "duplicate"  # the redelivery
+    assert [(a["rule"], a["status"]) for a in book.list()] == [("device_offline", "open")]
+    calls["n"] = 0  # and the same when the device comes back
+    assert handle("vw/pi-a/status", b'{"v":1,"state":"online"}') == "retry"
+    assert handle("vw/pi-a/status", b'{"v":1,"state":"online"}') == "duplicate"
+    assert [(a["rule"], a["status"]) for a in book.list()] == [("device_offline", "resolved")]

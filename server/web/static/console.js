@@ -75,8 +75,16 @@
     document.title = (shown ? `(${shown}) ` : "") + "告警 · venuewatch";
   }
 
+  let reloadTimer = null;
+
   function upsert(alert) {
     const before = alerts.get(alert.id);
+    if (!before && alert.status !== "open") {
+      // A change to an alert beyond the loaded page: only the server knows the new total.
+      clearTimeout(reloadTimer);
+      reloadTimer = setTimeout(reload, 1000);
+      return;
+    }
     const wasActive = before ? before.status !== "resolved" : false;
     const isActive = alert.status !== "resolved";
     totalActive += (isActive ? 1 : 0) - (wasActive ? 1 : 0);
