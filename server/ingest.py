@@ -169,7 +169,7 @@ class Ingest:
         if repeated_since is not None:
             # The broker replays the retained status on every (re)subscribe. Same news: only finish what a
             # failed store may have left undone, and never re-open what duty staff resolved.
-            decision = device_status(device, venue, status.state, repeated_since or received)
+            decision = device_status(device, venue, status.state, repeated_since)
             if not (isinstance(decision, OpenAlert) and self._book.raised_since(decision.key, decision.at)):
                 self._book.apply(decision)
             return "duplicate"
