@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -12,6 +13,10 @@ import threading
 from pathlib import Path
 
 from protocol.configfile import ConfigError
+
+# As in DESIGN.md (`venuewatch user add NAME --role ROLE`): on the server the file has a home.
+DEFAULT_CONFIG = os.environ.get("VENUEWATCH_CONFIG", "/etc/venuewatch/server.yaml")
+CONFIG_ARG = {"default": DEFAULT_CONFIG, "help": f"server config (default: $VENUEWATCH_CONFIG or {DEFAULT_CONFIG})"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     # One process runs ingest, timed rules and web together: the console's live stream is fed in-process.
     # Splitting them (`--role`) needs a cross-process change feed and comes with horizontal ingest.
     p = sub.add_parser("server", help="run the server (ingest, web, timed rules)")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", **CONFIG_ARG)
 
     p = sub.add_parser("demo", help="everything in one process on embedded defaults")
     p.add_argument("--http-port", type=int, default=8080)
@@ -36,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--role", required=True, help="county_admin, county_reviewer, township_duty, village_viewer")
     add.add_argument("--scope", help="township id (township_duty) or village id (village_viewer)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    add.add_argument("--config", required=True)
+    add.add_argument("--config", **CONFIG_ARG)
     tok = user_sub.add_parser("token", help="create an API token (shown once)")
     tok.add_argument("name")
-    tok.add_argument("--config", required=True)
+    tok.add_argument("--config", **CONFIG_ARG)
 
     p = sub.add_parser("check-config", help="validate a server, inventory, device or scenario file")
     p.add_argument("file", type=Path)

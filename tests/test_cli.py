@@ -128,3 +128,20 @@ def test_agent_explains_what_the_machine_lacks(tmp_path):
     corrupt = run("venuewatch-agent", "--config", str(path), "--simulate", str(scenario))
     assert corrupt.returncode == 3 and "corrupt sequence file" in corrupt.stderr
     assert "Traceback" not in corrupt.stderr
+
+
+def test_config_defaults_to_the_environment_then_etc(tmp_path):
+    import os
+
+    write(tmp_path, "inventory.yaml", INVENTORY)
+    config = write(tmp_path, "server.yaml", SERVER)
+    env = {**os.environ, "VENUEWATCH_CONFIG": str(config)}
+    added = subprocess.run([str(BIN / "venuewatch"), "user", "add", "wang", "--role", "county_admin",
+                            "--password-stdin"], input="long enough password\n", capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert added.returncode == 0, added.stderr
+    env.pop("VENUEWATCH_CONFIG")
+    missing = subprocess.run([str(BIN / "venuewatch"), "user", "token", "wang"], capture_output=True, text=True,
+                             env=env, timeout=60)
+    if not Path("/etc/venuewatch/server.yaml").exists():
+        assert missing.returncode == 2 and "/etc/venuewatch/server.yaml: cannot read" in missing.stderr
