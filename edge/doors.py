@@ -53,6 +53,7 @@ class DoorSensor:
         self._timer: threading.Timer | None = None
         self._last_report: float | None = None
         self._started = False
+        self._closed = False
         # bounce_time stays None: gpiozero would drop the trailing edge, we debounce ourselves.
         self._device = DigitalInputDevice(settings.pin, pull_up=True, pin_factory=pin_factory)
         self.state = self._read()
@@ -77,6 +78,7 @@ class DoorSensor:
             self._device.when_activated = None
             self._device.when_deactivated = None
         with self._lock:
+            self._closed = True
             if self._timer:
                 self._timer.cancel()
         self._device.close()
@@ -106,6 +108,8 @@ class DoorSensor:
     def _recheck(self) -> None:
         with self._lock:
             self._timer = None
+            if self._closed:  # close() raced with a timer already firing
+                return
             self._report_if_changed()
 
     def _report_if_changed(self) -> None:

@@ -72,8 +72,8 @@ class SSEReader:
                     kind = raw[6:].strip()
                 elif raw.startswith("data:"):
                     data.append(raw[5:].strip())
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, AttributeError):
-            return
+        except (requests.exceptions.RequestException, OSError, ValueError, AttributeError):
+            return  # the stream was closed under us: that is how close() ends this thread
 
     def next(self, type_: str, predicate: Callable[[dict[str, Any]], bool] = lambda d: True,
              timeout: float = 10.0) -> dict[str, Any]:

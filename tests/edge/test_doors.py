@@ -111,3 +111,15 @@ def test_devices_close_cleanly_even_when_construction_fails(factory):
     first.close()
     second = sensor(factory, rec, pin=17)  # the pin was released
     second.close()
+
+
+def test_close_while_a_debounce_check_is_pending_is_quiet(factory):
+    rec = Recorder()
+    door = sensor(factory, rec, debounce_ms=30)
+    door.pin.drive_low()
+    door.start()
+    door.pin.drive_high()
+    door.pin.drive_low()  # held: a trailing check is now pending
+    door.close()
+    door._recheck()  # the timer firing after close must not touch the closed pin
+    assert rec.changes == [("front", "open")]
