@@ -116,8 +116,17 @@ class VenueWatchServer:
         if self.role in ("all", "ingest"):
             self._spawn("timed-rules", self._timed_rules_loop)
         if self.http:
-            self._spawn("http", self.http.run)
+            self._spawn("http", self._serve_http)
             log.info("event=web_started url=%s", self.url)
+
+    def _serve_http(self) -> None:
+        assert self.http is not None
+        try:
+            self.http.run()
+        except OSError:
+            # stop() closes the sockets under waitress's select loop, which then fails with EBADF: expected.
+            if not self._stop.is_set():
+                raise
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
