@@ -213,3 +213,17 @@ def test_one_users_failures_do_not_lock_out_colleagues_behind_the_same_address(o
         login(client, "duty-one", "not the password")
     response, _ = login(client, "duty-two", PASSWORD)
     assert response.status_code == 302
+
+
+def test_every_route_but_login_health_and_static_needs_a_login(offline_server, client):
+    """A new route that forgets its decorator fails here."""
+    public = {"/login", "/healthz", "/static/<path:filename>"}
+    for rule in offline_server.app.url_map.iter_rules():
+        if rule.rule in public:
+            continue
+        path = re.sub(r"<(?:int:)?[^>]+>", "1", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(path, method=method)
+            assert response.status_code in (302, 401, 403), f"{method} {rule.rule} answered {response.status_code}"
+            if response.status_code == 302:
+                assert "/login" in response.headers["Location"]
