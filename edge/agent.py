@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 from pathlib import Path
+from typing import Any
 
 from gpiozero.pins import Factory
 
@@ -25,6 +26,8 @@ from edge.uplink import Uplink
 from protocol import Event, SensorState, Telemetry
 
 log = logging.getLogger("venuewatch.edge.agent")
+
+START = object()  # marker in place of event data: "the state read when the agent started"
 
 
 class Agent:
@@ -41,7 +44,8 @@ class Agent:
         self._sequence = SequenceCounter(data_dir / "seq")
         self._events = EventFactory(config.device, self.clock, self._sequence)
         self._memory = DoorMemory(data_dir / "doors.json")
-        self._changes: queue.Queue[tuple[str, str, dict | None] | None] = queue.Queue()
+        # (door, state, data) for a change, or (door, state, START) for the state read at start-up.
+        self._changes: queue.Queue[tuple[str, str, Any] | None] = queue.Queue()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._emitter: threading.Thread | None = None
@@ -61,16 +65,10 @@ class Agent:
     def start(self) -> None:
         self._emitter = threading.Thread(target=self._emit_loop, name="emitter", daemon=True)
         self._emitter.start()
-        for door_id, door in self.doors.items():
-            door.start()
-            before = self._memory.last(door_id)
-            if before is None:
-                self._memory.remember(door_id, door.state)  # first start: nothing to compare with
-            if before is not None and before != door.state:
-                # Changed while we were not running (power cut, crash): report it as the event it was.
-                self._door_changed(door_id, door.state, {"while_agent_down": True, "previous": before})
-            else:
-                self.uplink.publish_state(door_id, self._sensor_state(door.state, self._events.last_seq))
+        for door in self.doors.values():
+            # The state at start goes through the emitter like every change, so it is compared with the
+            # door memory in order with whatever the pin reports next.
+            door.start(on_start=lambda door_id, state: self._changes.put((door_id, state, START)))
         self.uplink.start()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -105,7 +103,9 @@ class Agent:
             except Exception:  # the emitter must outlive any one bad change
                 log.exception("event=emit_error device=%s change=%r", self.config.device, change)
 
-    def _emit(self, door_id: str, state: str, data: dict | None) -> Event | None:
+    def _emit(self, door_id: str, state: str, data: Any) -> Event | None:
+        if data is START:
+            return self._start_state(door_id, state)
         if self._memory.last(door_id) == state:
             # Already reported: the same change seen by start() and by the pin thread, or a bounce back.
             return None
@@ -116,6 +116,16 @@ class Agent:
         log.info("event=door device=%s sensor=%s state=%s seq=%d id=%s",
                  self.config.device, door_id, state, event.seq, event.id)
         return event
+
+    def _start_state(self, door_id: str, state: str) -> Event | None:
+        before = self._memory.last(door_id)
+        if before is not None and before != state:
+            # Changed while we were not running (power cut, crash): report it as the event it was.
+            return self._emit(door_id, state, {"while_agent_down": True, "previous": before})
+        if before is None:
+            self._memory.remember(door_id, state)  # first start: nothing to compare with
+        self.uplink.publish_state(door_id, self._sensor_state(state, self._events.last_seq))
+        return None
 
     @property
     def storage_errors(self) -> int:

@@ -65,13 +65,20 @@ class DoorSensor:
     def pin(self):
         return self._device.pin
 
-    def start(self) -> None:
-        """Read the current state and begin reporting changes."""
+    def start(self, on_start: Callable[[str, str], None] | None = None) -> None:
+        """Read the current state, hand it to `on_start(door_id, state)`, then begin reporting changes.
+
+        All under the lock: a change right after the read is reported after `on_start`, never before it,
+        and a change between the read and arming the callbacks is caught by reading once more.
+        """
         with self._lock:
             self.state = self._read()
-        self._device.when_activated = self._pin_changed
-        self._device.when_deactivated = self._pin_changed
-        self._started = True
+            if on_start:
+                on_start(self.settings.id, self.state)
+            self._device.when_activated = self._pin_changed
+            self._device.when_deactivated = self._pin_changed
+            self._started = True
+            self._report_if_changed()
 
     def close(self) -> None:
         if self._started:
@@ -97,6 +104,8 @@ class DoorSensor:
         window = self.settings.debounce_ms / 1000
         # Reports are made under the lock so the timer thread and the pin thread cannot reorder them.
         with self._lock:
+            if self._closed:  # a callback already running when close() came
+                return
             decision = debounce(self._monotonic(), self._last_report, window)
             if decision.report_now:
                 self._report_if_changed()

@@ -112,14 +112,18 @@ class Uplink:
             self.connected.set()
 
     def _connect_failed(self, client: mqtt.Client, userdata: object) -> None:
-        # paho retries with backoff; we explain why, at once and then at most once a minute.
+        # paho retries with backoff; we explain why, at once and then at most once a minute. The probe can
+        # take seconds (DNS over 4G, a TLS handshake), so it runs beside paho's thread, never in it.
         self._failures += 1
         now = time.monotonic()
         if now - self._last_failure_log < 60:
             return
         self._last_failure_log = now
+        threading.Thread(target=self._explain_failure, args=(self._failures,), name="diagnose", daemon=True).start()
+
+    def _explain_failure(self, attempts: int) -> None:
         reason = why_unreachable(self._settings.host, self._settings.port, self._tls)
-        log.warning("event=broker_unreachable device=%s attempts=%d reason=%s", self.device, self._failures,
+        log.warning("event=broker_unreachable device=%s attempts=%d reason=%s", self.device, attempts,
                     json.dumps(reason, ensure_ascii=False))
 
     def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, reason: object,

@@ -61,16 +61,22 @@ def toggle(agent: Agent, times: int) -> None:
 
 def test_a_failing_sd_card_slows_nothing_down_and_loses_no_door_event(agent_and_listener, monkeypatch):
     agent, listener = agent_and_listener
+
+    def sent(n: int) -> list[dict]:  # the emitter has handled every change so far
+        return wait_for(lambda: len(listener.events) == n and listener.events, timeout=10, what=f"{n} events")
+
     toggle(agent, 2)
+    sent(2)
 
     def read_only_card(fd: int) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(os, "fsync", read_only_card)  # ext4 remounted the worn card read-only
     toggle(agent, 4)
+    sent(6)
     monkeypatch.undo()
     toggle(agent, 2)
-    events = wait_for(lambda: len(listener.events) == 8 and listener.events, timeout=10, what="8 events")
+    events = sent(8)
     assert [e["seq"] for e in events] == list(range(1, 9))
     assert [e["state"] for e in events] == ["open", "closed"] * 4
     assert agent.storage_errors == 8  # 4 events x (seq file + door memory), each counted
@@ -86,3 +92,34 @@ def test_the_same_change_queued_twice_is_reported_once(agent_and_listener):
     events = wait_for(lambda: len(listener.events) == 2 and listener.events, timeout=10, what="2 events")
     assert [(e["state"], e["data"]) for e in events] == [
         ("open", {"while_agent_down": True, "previous": "closed"}), ("closed", {})]
+
+
+def test_a_door_opening_the_moment_the_agent_starts_is_reported(mosquitto, tmp_path):
+    """First start, no door memory yet: an opening right after the start-up read must not be swallowed."""
+    from edge.agent import START
+
+    listener = Listener(mosquitto.port, "vwstart/sim-st/event")
+    agent = Agent(load_device_config(device_yaml(tmp_path, "sim-st", mosquitto.url, root="vwstart")),
+                  pin_factory=MockFactory())
+    pin = agent.doors["front"].pin
+    pin.drive_low()
+    queue_put = agent._changes.put
+    openers: list[threading.Thread] = []
+
+    def put_then_open(item, *args, **kwargs):
+        queue_put(item, *args, **kwargs)
+        if item is not None and item[2] is START:
+            # The door opens now, from the pin's own thread, while start() still holds the door.
+            openers.append(threading.Thread(target=pin.drive_high))
+            openers[-1].start()
+
+    agent._changes.put = put_then_open  # type: ignore[method-assign]
+    agent.start()
+    try:
+        for opener in openers:
+            opener.join(timeout=5)
+        events = wait_for(lambda: listener.events, timeout=10, what="the opening")
+        assert [(e["state"], e["data"]) for e in events] == [("open", {})]
+    finally:
+        agent.stop()
+        listener.close()
