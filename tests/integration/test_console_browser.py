@@ -32,13 +32,17 @@ def page():
         browser.close()
 
 
-def test_duty_officer_sees_the_alert_live_and_handles_it(mosquitto, server_factory, tmp_path: Path, page):
-    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_CLOSED, ["sim-a"])])
-    page.goto(srv.url + "/")
+def log_in(page, url: str) -> None:
+    page.goto(url + "/")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", "correct horse battery")
     page.click("button[type=submit]")
     page.wait_for_selector("text=当前没有待处理告警")
+
+
+def test_duty_officer_sees_the_alert_live_and_handles_it(mosquitto, server_factory, tmp_path: Path, page):
+    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_CLOSED, ["sim-a"])])
+    log_in(page, srv.url)
     assert page.text_content("#open-count") == "0"
 
     scenario = write_yaml(tmp_path / "s.yaml", {"steps": [{"at": 0.5, "door": "front", "state": "open"}]})
@@ -80,11 +84,7 @@ def test_console_shows_the_outage_and_sends_an_expired_login_back_to_the_login_p
     from server.store import users
 
     srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_CLOSED, ["sim-a"])])
-    page.goto(srv.url + "/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", "correct horse battery")
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=当前没有待处理告警")
+    log_in(page, srv.url)
     page.wait_for_function("() => document.getElementById('conn-banner').hidden === true")
 
     # The account is disabled meanwhile, and the server ends every stream (as on a restart): the browser's

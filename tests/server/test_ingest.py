@@ -96,19 +96,7 @@ def test_an_internal_error_is_counted_and_ingest_goes_on(offline_server, monkeyp
 
 
 def test_alert_is_still_raised_when_the_store_failed_between_event_and_alert(offline_server, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-
-    book = offline_server.book
-    real_apply = book.apply
-    calls = {"n": 0}
-
-    def apply_failing_once(decision):
-        calls["n"] += 1
-        if calls["n"] == 1:  # fault injection: the disk fills up right after the event was committed
-            raise OperationalError("INSERT INTO alerts", {}, Exception("database or disk is full"))
-        return real_apply(decision)
-
-    monkeypatch.setattr(book, "apply", apply_failing_once)
+    fail_first_alert_write(offline_server, monkeypatch)
     payload = event_payload("pi-a")
     assert offline_server.ingest.handle("vw/pi-a/event", payload) == "retry"
     assert offline_server.ingest.handle("vw/pi-a/event", payload) == "duplicate"  # the broker's redelivery
@@ -146,19 +134,8 @@ def test_a_stale_retained_state_never_overrides_a_newer_event(offline_server):
 
 
 def test_offline_alert_survives_a_store_failure_between_status_and_alert(offline_server, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-
     book = offline_server.book
-    real_apply = book.apply
-    calls = {"n": 0}
-
-    def apply_failing_once(decision):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OperationalError("INSERT INTO alerts", {}, Exception("database or disk is full"))
-        return real_apply(decision)
-
-    monkeypatch.setattr(book, "apply", apply_failing_once)
+    calls = fail_first_alert_write(offline_server, monkeypatch)
     handle = offline_server.ingest.handle
     assert handle("vw/pi-a/status", b'{"v":1,"state":"offline"}') == "retry"
     assert handle("vw/pi-a/status", b'{"v":1,"state":"offline"}') == "duplicate"  # the redelivery
@@ -167,3 +144,20 @@ def test_offline_alert_survives_a_store_failure_between_status_and_alert(offline
     assert handle("vw/pi-a/status", b'{"v":1,"state":"online"}') == "retry"
     assert handle("vw/pi-a/status", b'{"v":1,"state":"online"}') == "duplicate"
     assert [(a["rule"], a["status"]) for a in book.list()] == [("device_offline", "resolved")]
+
+
+def fail_first_alert_write(server, monkeypatch) -> dict[str, int]:
+    """Fault injection: the disk fills up right after the event or status was committed, before its alert."""
+    from sqlalchemy.exc import OperationalError
+
+    real_apply = server.book.apply
+    calls = {"n": 0}
+
+    def apply_failing_once(decision):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("INSERT INTO alerts", {}, Exception("database or disk is full"))
+        return real_apply(decision)
+
+    monkeypatch.setattr(server.book, "apply", apply_failing_once)
+    return calls
