@@ -19,6 +19,7 @@ PROTOCOL_VERSION = 1
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
 SensorId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+JournalId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 
 EventKind = Literal["door", "motion", "tamper", "camera", "button", "system"]
 
@@ -53,6 +54,9 @@ class Event(_Message):
     sensor: SensorId
     state: ShortText
     data: dict[str, Any] = Field(default_factory=dict)
+    # The agent's journal: its id, and `floor` = every seq <= floor has been acknowledged by the server.
+    journal: JournalId | None = None
+    floor: Annotated[int, Field(ge=0)] | None = None
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -62,10 +66,7 @@ class Event(_Message):
     @field_validator("mono", mode="before")
     @classmethod
     def _mono_number(cls, value: Any) -> Any:
-        # JSON has one number type; an integral monotonic reading is still a valid float.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        return value
+        return _as_float(value)
 
 
 class Status(_Message):
@@ -75,11 +76,18 @@ class Status(_Message):
     ts: AwareDatetime | None = None
     device: DeviceId | None = None
     boot: str | None = None
+    # Sent live at connect: with `ts` it lets the server check the device's clock (server/timebase.py).
+    mono: Annotated[float, Field(ge=0)] | None = None
 
     @field_validator("ts", mode="before")
     @classmethod
     def _parse_ts(cls, value: Any) -> Any:
         return None if value is None else _rfc3339(value)
+
+    @field_validator("mono", mode="before")
+    @classmethod
+    def _mono_number(cls, value: Any) -> Any:
+        return _as_float(value)
 
 
 class Telemetry(_Message):
@@ -89,13 +97,22 @@ class Telemetry(_Message):
     metrics: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,128}$")], float]
     device: DeviceId | None = None
     boot: str | None = None
-    mono: float | None = None
+    mono: Annotated[float, Field(ge=0)] | None = None
     synced: bool | None = None
+    # Journaled heartbeats share the events' seq counter (so the server's gap tracking sees everything).
+    seq: Annotated[int, Field(ge=0)] | None = None
+    journal: JournalId | None = None
+    floor: Annotated[int, Field(ge=0)] | None = None
 
     @field_validator("ts", mode="before")
     @classmethod
     def _parse_ts(cls, value: Any) -> Any:
         return _rfc3339(value)
+
+    @field_validator("mono", mode="before")
+    @classmethod
+    def _mono_number(cls, value: Any) -> Any:
+        return _as_float(value)
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -130,6 +147,8 @@ class Ack(_Message):
     """Server to edge: every event up to and including `upto` is stored."""
 
     upto: Annotated[int, Field(ge=0)]
+    # Which journal the ack is for: an agent with a new journal (new SD card) ignores acks for the old one.
+    journal: JournalId | None = None
 
 
 class Command(_Message):
@@ -137,6 +156,13 @@ class Command(_Message):
 
     cmd: Literal["arm", "disarm", "snapshot", "reload"]
     args: dict[str, Any] = Field(default_factory=dict)
+
+
+def _as_float(value: Any) -> Any:
+    # JSON has one number type; an integral monotonic reading is still a valid float.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _rfc3339(value: Any) -> Any:

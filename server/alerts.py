@@ -60,10 +60,29 @@ class AlertBook:
             with self._engine.begin() as conn:
                 if d.once and conn.execute(select(alerts.c.id).where(alerts.c.key == d.key).limit(1)).first():
                     return None
+                if d.reopen_within is not None and (alert_id := self._reopen(conn, d)) is not None:
+                    return self._announce(alert_id)
                 alert_id = conn.execute(insert(alerts).values(**row)).inserted_primary_key[0]
         except IntegrityError:
             return None  # this condition already has an active alert
         return self._announce(alert_id)
+
+    def _reopen(self, conn: Any, d: OpenAlert) -> int | None:
+        """Re-open the alert the system resolved moments ago for the same condition, counting recurrences."""
+        assert d.reopen_within is not None
+        recent = conn.execute(select(alerts).where(and_(
+            alerts.c.key == d.key, alerts.c.active_key.is_(None), alerts.c.resolved_by == "system",
+            alerts.c.resolved_at >= d.at - d.reopen_within)).order_by(alerts.c.resolved_at.desc()).limit(1)).first()
+        if recent is None:
+            return None
+        drops = int(recent.detail.get("drops", 1)) + 1
+        detail = {**recent.detail, **d.detail, "drops": drops, "last_at": d.at.isoformat()}
+        notes = [*recent.notes, _note(d.at, "system", "reopen", f"recurred ({drops} times)")]
+        changed = conn.execute(update(alerts).where(and_(alerts.c.id == recent.id, alerts.c.active_key.is_(None)))
+                               .values(status="open", active_key=d.key, resolved_at=None, resolved_by=None,
+                                       outcome=None, acked_at=None, acked_by=None, detail=detail,
+                                       notes=notes)).rowcount
+        return recent.id if changed else None
 
     def _auto_resolve(self, d: ResolveAlert) -> dict[str, Any] | None:
         for _ in range(3):  # a staff action may land between our read and our write: read again

@@ -17,10 +17,12 @@ from protocol.configfile import ConfigError
 from server.alerts import AlertBook
 from server.config import ServerConfig
 from server.hub import Hub
-from server.ingest import Ingest, MqttIngest
+from server.ingest import Ingest
 from server.inventory import Inventory
-from server.rules import OpenDoor, doors_held_open
-from server.store import create_schema, devices, make_engine, sensor_states, venues
+from server.mqttlink import MqttIngest
+from server.rules import OpenDoor, data_gap, device_status, doors_held_open, silent_devices
+from server.store import create_schema, devices, make_engine, sensor_states, streams, venues
+from server.streams import Stream
 from server.web import Services, create_app, new_secret_key
 
 log = logging.getLogger("venuewatch.server")
@@ -83,9 +85,11 @@ class VenueWatchServer:
         self.hub = Hub()
         self.book = AlertBook(self.engine, self.hub, inventory)
         self.ingest = Ingest(self.engine, inventory, self.book, self.hub, config.tz,
-                             config.ingest.max_payload_bytes, root=config.broker.root, now=now)
+                             config.ingest.max_payload_bytes, root=config.broker.root, now=now,
+                             rules=config.rules, supervision=config.supervision)
         self.mqtt = MqttIngest(self.ingest, config.broker) if role in ("all", "ingest") else None
         self._stop = threading.Event()
+        self._started_at = now()
         self._threads: list[threading.Thread] = []
         self.http = None
         self.app = None
@@ -146,6 +150,56 @@ class VenueWatchServer:
 
     def check_timed_rules(self) -> int:
         """Evaluate rules that fire on time passing rather than on a message; returns alerts opened."""
+        return self._check_doors() + self._check_silence() + self._check_gaps()
+
+    def _check_silence(self) -> int:
+        """设备离线 for a device that stopped talking without a Last Will (power cut: the broker waits 1.5
+        keepalives before it sends the will; the heartbeat timeout is usually faster)."""
+        listening = self.mqtt.listening_since if self.mqtt else self._started_at
+        if listening is None:
+            return 0  # not connected to the broker ourselves: silence means nothing now
+        now = self._now()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(devices.c.id, devices.c.last_seen).where(
+                (devices.c.status == "online") & devices.c.last_seen.is_not(None))).all()
+        silent_after = timedelta(seconds=self.config.supervision.silent_after_s)
+        flap = timedelta(minutes=self.config.supervision.flap_window_minutes)
+        opened = 0
+        for device in silent_devices([(r.id, r.last_seen) for r in rows], listening, now, silent_after):
+            with self.engine.begin() as conn:
+                changed = conn.execute(update(devices).where(
+                    (devices.c.id == device) & (devices.c.status == "online")).values(
+                    status="offline", status_at=now, status_reason="silent")).rowcount
+            if not changed:
+                continue  # a message arrived meanwhile
+            venue = self.inventory.venues[self.inventory.device_venue[device]]
+            log.warning("event=device_silent device=%s", device)
+            self.hub.publish("state", venue.id, {"venue": venue.id, "device": device, "status": "offline",
+                                                 "since": now.isoformat()})
+            opened += self.book.apply(device_status(device, venue, "offline", now, "silent", flap)) is not None
+        return opened
+
+    def _check_gaps(self) -> int:
+        now = self._now()
+        timeout = timedelta(minutes=self.config.rules.data_gap_minutes)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(streams).where(
+                streams.c.gap_since.is_not(None) & (streams.c.gap_alerted == False))).all()  # noqa: E712
+        opened = 0
+        for row in rows:
+            venue = self.inventory.venues.get(self.inventory.device_venue.get(row.device, ""))
+            if venue is None:
+                continue
+            missing = Stream(row.journal, row.contig, tuple(tuple(r) for r in row.pending)).missing
+            decision = data_gap(row.device, venue, row.gap_since, missing, now, timeout)
+            if decision is None:
+                continue
+            with self.engine.begin() as conn:
+                conn.execute(update(streams).where(streams.c.device == row.device).values(gap_alerted=True))
+            opened += self.book.apply(decision) is not None
+        return opened
+
+    def _check_doors(self) -> int:
         with self.engine.connect() as conn:
             rows = conn.execute(select(sensor_states).where(
                 (sensor_states.c.kind == "door") & (sensor_states.c.state == "open"))).all()

@@ -36,6 +36,24 @@ class IngestSettings(_Strict):
 class RuleSettings(_Strict):
     door_held_open_minutes: float = Field(10, gt=0, le=24 * 60, description="closed-hours door open this long alerts")
     check_interval_s: float = Field(5, gt=0, le=300, description="how often timed rules are evaluated")
+    late_after_s: float = Field(120, ge=10, le=86400, description="an event received this long after it happened "
+                                "is marked late (its alert still fires, labelled late, with both times)")
+    data_gap_minutes: float = Field(10, gt=0, le=7 * 24 * 60, description="a missing seq not filled within this "
+                                    "long raises 数据缺失 (data gap)")
+    clock_skew_s: float = Field(120, ge=5, le=86400, description="a device clock off by more than this raises "
+                                "时钟偏差 (clock skew); its events are then re-based on the server's clock")
+
+
+class SupervisionSettings(_Strict):
+    heartbeat_s: float = Field(15, ge=5, le=3600, description="the agents' heartbeat interval (device heartbeat_s)")
+    grace_s: float = Field(30, ge=5, le=3600, description="a device silent for heartbeat_s + grace_s is offline")
+    flap_window_minutes: float = Field(10, gt=0, le=24 * 60, description="a device that drops again within this "
+                                       "long re-opens its offline alert instead of raising a new one")
+    flap_drops: int = Field(5, ge=2, le=1000, description="this many drops in one alert mark the link unstable")
+
+    @property
+    def silent_after_s(self) -> float:
+        return self.heartbeat_s + self.grace_s
 
 
 class ServerConfig(_Strict):
@@ -47,6 +65,7 @@ class ServerConfig(_Strict):
     http: HttpSettings = Field(default_factory=HttpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     rules: RuleSettings = Field(default_factory=RuleSettings)
+    supervision: SupervisionSettings = Field(default_factory=SupervisionSettings)
 
     @field_validator("timezone")
     @classmethod

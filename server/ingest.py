@@ -1,7 +1,9 @@
 """Ingest: validate every MQTT message, store it, run the rules. Bad input is counted, never fatal.
 
-`Ingest.handle(topic, payload)` is the whole decision path and needs no broker; `MqttIngest` is the thin
-paho-mqtt shell around it, which acknowledges a message to the broker only after it has been handled.
+`Ingest.handle_batch(messages)` is the whole decision path and needs no broker. A batch is stored in one
+transaction (one disk sync for many messages: that is what lets a village's backlog drain at thousands
+per second after an outage); rule decisions, live updates and the acknowledgements to the agents follow
+the commit. `server/mqttlink.py` is the thin paho-mqtt shell around it.
 """
 
 from __future__ import annotations
@@ -9,21 +11,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
-from protocol import Event, ProtocolError, SensorState, Status, Telemetry, TopicError, decode, parse_topic
+from protocol import Ack, Event, ProtocolError, SensorState, Status, Telemetry, TopicError, decode, parse_topic
 from server.alerts import AlertBook
-from server.config import ServerBroker
+from server.config import RuleSettings, SupervisionSettings
 from server.hub import Hub
 from server.inventory import Inventory
-from server.rules import DoorFact, OpenAlert, device_status, door_after_hours, occurred_at
-from server.store import devices, events, insert_ignore, sensor_states
+from server.rules import DoorFact, OpenAlert, ResolveAlert, clock_skew, data_lost, device_status, door_after_hours
+from server.store import boots, devices, events, insert_ignore, sensor_states, streams
+from server.streams import Stream, receive
+from server.timebase import BootClock, event_time, observe
+from server.timebase import clock_skew as measure_skew
 
 log = logging.getLogger("venuewatch.server.ingest")
 
@@ -31,6 +36,16 @@ REJECT_REASONS = ("oversized", "unknown_topic", "unknown_device", "bad_json", "b
                   "device_mismatch", "internal_error")
 # Directions the server itself publishes (or that a later version handles): seen on `vw/#`, not errors.
 IGNORED_KINDS = ("ack", "cmd", "snapshot")
+LOSS_REPORT = ("system", "journal", "dropped")  # (kind, sensor, state) of an agent's journal-overflow event
+
+Decision = OpenAlert | ResolveAlert
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retained: bool = False  # replayed by the broker from its retained store: says nothing about liveness
 
 
 class IngestCounters:
@@ -51,10 +66,48 @@ class IngestCounters:
         return {r: snap.get(f"rejected.{r}", 0) for r in REJECT_REASONS}
 
 
+@dataclass
+class _Item:
+    index: int
+    kind: str
+    device: str
+    venue_id: str
+    body: Any
+    sub: str | None
+    retained: bool
+
+
+@dataclass
+class _Batch:
+    """Everything one batch read from the store, changed in memory in message order, and will write."""
+
+    received: datetime
+    streams: dict[str, Stream | None] = field(default_factory=dict)
+    boots: dict[tuple[str, str], BootClock | None] = field(default_factory=dict)
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sensors: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    stored_ids: dict[str, Any] = field(default_factory=dict)  # id -> row of an event stored before
+    new_events: list[dict[str, Any]] = field(default_factory=list)
+    changed_streams: set[str] = field(default_factory=set)
+    changed_boots: set[tuple[str, str]] = field(default_factory=set)
+    changed_devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changed_sensors: set[tuple[str, str]] = field(default_factory=set)
+    decisions: list[Decision] = field(default_factory=list)
+    repeated_offline: list[OpenAlert] = field(default_factory=list)  # re-apply unless raised since
+    updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (venue, live update)
+    acks: set[str] = field(default_factory=set)  # devices whose journal we acknowledge after the commit
+
+    def set_device(self, device: str, **values: Any) -> None:
+        self.devices[device].update(values)
+        self.changed_devices.setdefault(device, {}).update(values)
+
+
 class Ingest:
     def __init__(self, engine: Engine, inventory: Inventory, book: AlertBook, hub: Hub, tz: Any,
                  max_payload_bytes: int, root: str = "vw",
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 rules: RuleSettings | None = None, supervision: SupervisionSettings | None = None,
+                 send_ack: Callable[[str, Ack], None] | None = None) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._inventory = inventory
@@ -64,37 +117,67 @@ class Ingest:
         self._max = max_payload_bytes
         self._root = root
         self._now = now
+        rules = rules or RuleSettings()
+        self._late_after = timedelta(seconds=rules.late_after_s)
+        self._max_skew = timedelta(seconds=rules.clock_skew_s)
+        supervision = supervision or SupervisionSettings()
+        self._flap_window = timedelta(minutes=supervision.flap_window_minutes)
+        self.send_ack = send_ack
         self.counters = IngestCounters()
         self.store_ok = True  # false while the database refuses writes (disk full, connection lost)
 
-    def handle(self, topic: str, payload: bytes) -> str:
-        """Handle one message; returns what happened (stored, duplicate, ignored, rejected.<reason>, retry).
+    # --- entry points -----------------------------------------------------------------------------------
 
-        `retry` means the database could not be reached: the message was not stored and must not be
-        acknowledged to the broker; the caller tries again.
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> str:
+        """Handle one message; see handle_batch."""
+        return self.handle_batch([Message(topic, payload, retained)])[0]
+
+    def handle_batch(self, messages: Sequence[Message]) -> list[str]:
+        """Handle messages in order; returns what happened to each: stored, duplicate, ignored,
+        rejected.<reason>, or retry.
+
+        `retry` means the database could not be reached (nothing of the batch may be acknowledged to the
+        broker; the caller tries again, and the redelivery is recognised as duplicates).
         """
-        self.counters.add("received")
+        outcomes: list[str | None] = [None] * len(messages)
+        items: list[_Item] = []
+        for index, message in enumerate(messages):
+            try:
+                decoded = self._decode(index, message)
+            except ProtocolError as exc:
+                outcomes[index] = self._reject(exc.reason, str(exc), message.topic)
+                continue
+            except Exception:
+                log.exception("event=ingest_error topic=%s", message.topic[:200])
+                outcomes[index] = "rejected.internal_error"
+                continue
+            if isinstance(decoded, str):
+                outcomes[index] = decoded
+            else:
+                items.append(decoded)
         try:
-            outcome = self._handle(topic, payload)
+            self._store_all(items, outcomes)
         except OperationalError as exc:
-            log.error("event=store_unavailable topic=%s detail=%r", topic, str(exc.orig)[:200])
+            log.error("event=store_unavailable messages=%d detail=%r", len(items), str(exc.orig)[:200])
             self.store_ok = False
-            outcome = "retry"
-        except ProtocolError as exc:
-            outcome = self._reject(exc.reason, str(exc), topic)
-        except Exception:
-            log.exception("event=ingest_error topic=%s", topic)
-            outcome = "rejected.internal_error"
-        if outcome != "retry":
-            self.store_ok = True
-        self.counters.add(outcome)
-        return outcome
+            for item in items:
+                outcomes[item.index] = "retry"
+            return [o or "retry" for o in outcomes]
+        self.store_ok = True
+        done = [o or "rejected.internal_error" for o in outcomes]
+        self.counters.add("received", len(done))
+        for outcome in done:
+            self.counters.add(outcome)
+        return done
+
+    # --- decoding (no database) ---------------------------------------------------------------------------
 
     def _reject(self, reason: str, detail: str, topic: str) -> str:
         log.warning("event=rejected reason=%s topic=%s detail=%r", reason, topic[:200], detail[:300])
         return f"rejected.{reason}"
 
-    def _handle(self, topic: str, payload: bytes) -> str:
+    def _decode(self, index: int, message: Message) -> _Item | str:
+        topic, payload = message.topic, message.payload
         if len(payload) > self._max:
             return self._reject("oversized", f"{len(payload)} bytes > limit {self._max}", topic)
         try:
@@ -106,194 +189,323 @@ class Ingest:
         venue = self._inventory.venue_of(parsed.device)
         if venue is None:
             return self._reject("unknown_device", f"device {parsed.device!r} is not in the inventory", topic)
-        received = self._now()
-        if parsed.kind == "event":
-            return self._event(decode(Event, payload, topic=topic), parsed.device, venue.id, received, topic)
-        if parsed.kind == "status":
-            return self._status(decode(Status, payload, topic=topic), parsed.device, venue.id, received, topic)
-        if parsed.kind == "telemetry":
-            return self._telemetry(decode(Telemetry, payload, topic=topic), parsed.device, received, topic)
-        assert parsed.kind == "state" and parsed.sub
-        return self._state(decode(SensorState, payload, topic=topic), parsed.device, parsed.sub, received, topic)
+        model = {"event": Event, "status": Status, "telemetry": Telemetry, "state": SensorState}[parsed.kind]
+        body = decode(model, payload, topic=topic)
+        claimed = getattr(body, "device", None)
+        if claimed is not None and claimed != parsed.device:
+            # Defence in depth behind the broker ACL: a device speaks only for itself.
+            raise ProtocolError("device_mismatch",
+                                f"{topic}: device: payload says {claimed!r}, topic says {parsed.device!r}")
+        return _Item(index, parsed.kind, parsed.device, venue.id, body, parsed.sub, message.retained)
 
-    @staticmethod
-    def _check_device(claimed: str | None, device: str, topic: str) -> None:
-        if claimed is not None and claimed != device:
-            raise ProtocolError("device_mismatch", f"{topic}: device: payload says {claimed!r}, topic says {device!r}")
+    # --- storing ----------------------------------------------------------------------------------------
 
-    def _event(self, event: Event, device: str, venue_id: str, received: datetime, topic: str) -> str:
-        self._check_device(event.device, device, topic)
-        when, source = occurred_at(event.ts, event.synced, received)
-        row = {
-            "id": event.id, "device": device, "venue_id": venue_id, "seq": event.seq, "kind": event.kind,
-            "sensor": event.sensor, "state": event.state, "ts": event.ts, "occurred_at": when,
-            "time_source": source, "received_at": received, "boot": event.boot, "mono": event.mono,
-            "synced": event.synced, "payload": event.model_dump(mode="json"),
-        }
+    def _store_all(self, items: list[_Item], outcomes: list[str | None]) -> None:
+        if not items:
+            return
+        try:
+            self._store(items, outcomes)
+        except OperationalError:
+            raise
+        except Exception:
+            # A bug tripped on one message: store the others one by one so it cannot take them down with it.
+            log.exception("event=batch_error messages=%d; retrying one by one", len(items))
+            for item in items:
+                try:
+                    self._store([item], outcomes)
+                except OperationalError:
+                    raise
+                except Exception:
+                    log.exception("event=ingest_error device=%s kind=%s", item.device, item.kind)
+                    outcomes[item.index] = "rejected.internal_error"
+
+    def _store(self, items: list[_Item], outcomes: list[str | None]) -> None:
+        batch = _Batch(received=self._now())
         with self._engine.begin() as conn:
-            inserted = conn.execute(insert_ignore(self._dialect, events).values(**row)).rowcount
-            if inserted:
-                self._touch(conn, device, received)
-                changed = self._set_sensor_state(conn, device, event.sensor, event.kind, event.state, when,
-                                                 event.id, event.seq)
-        if inserted and changed:
-            self._hub.publish("state", venue_id, {"venue": venue_id, "device": device, "sensor": event.sensor,
-                                                  "kind": event.kind, "state": event.state, "since": when.isoformat()})
+            self._load(conn, batch, items)
+            for item in items:
+                handler = getattr(self, f"_{item.kind}")
+                outcomes[item.index] = handler(batch, item)
+            self._write(conn, batch)
+        self._after_commit(batch)
+
+    def _load(self, conn: Connection, batch: _Batch, items: list[_Item]) -> None:
+        names = {i.device for i in items}
+        for row in conn.execute(select(devices).where(devices.c.id.in_(names))):
+            batch.devices[row.id] = dict(row._mapping)
+        for name in names:
+            batch.devices.setdefault(name, {"id": name, "status": "unknown", "status_at": None, "last_seen": None,
+                                            "metrics_seq": None, "metrics_at": None, "clock_skew_s": None})
+        for row in conn.execute(select(streams).where(streams.c.device.in_(names))):
+            batch.streams[row.device] = Stream(row.journal, row.contig, tuple(tuple(r) for r in row.pending),
+                                               row.gap_since)
+            batch.devices[row.device]["_gap_alerted"] = row.gap_alerted
+        boot_keys = {(i.device, i.body.boot) for i in items if getattr(i.body, "boot", None)}
+        if boot_keys:
+            for row in conn.execute(select(boots).where(tuple_(boots.c.device, boots.c.boot).in_(boot_keys))):
+                batch.boots[(row.device, row.boot)] = BootClock(row.start, row.confirmed)
+        ids = [i.body.id for i in items if i.kind == "event"]
+        if ids:
+            query = select(events.c.id, events.c.occurred_at, events.c.received_at, events.c.time_source)
+            for row in conn.execute(query.where(events.c.id.in_(ids))):
+                batch.stored_ids[row.id] = row
+        sensor_keys = {(i.device, i.body.sensor if i.kind == "event" else i.sub) for i in items
+                       if i.kind in ("event", "state")}
+        if sensor_keys:
+            key = tuple_(sensor_states.c.device, sensor_states.c.sensor)
+            for row in conn.execute(select(sensor_states).where(key.in_(sensor_keys))):
+                batch.sensors[(row.device, row.sensor)] = dict(row._mapping)
+
+    # --- per kind, in memory ------------------------------------------------------------------------------
+
+    def _event(self, batch: _Batch, item: _Item) -> str:
+        event: Event = item.body
+        received = batch.received
+        boot = self._observe(batch, item.device, event.boot, event.mono)
+        when, source = event_time(event.ts, event.synced, event.mono, boot, received, self._max_skew)
+        self._check_skew(batch, item.device, event.ts, event.mono, boot)
+        self._account(batch, item.device, event.journal, event.seq, event.floor)
+        self._alive(batch, item)
+        stored = batch.stored_ids.get(event.id)
+        if stored is None:
+            late = received - when > self._late_after
+            batch.new_events.append({
+                "id": event.id, "device": item.device, "venue_id": item.venue_id, "seq": event.seq,
+                "kind": event.kind, "sensor": event.sensor, "state": event.state, "ts": event.ts,
+                "occurred_at": when, "time_source": source, "received_at": received, "late": late,
+                "boot": event.boot, "mono": event.mono, "synced": event.synced,
+                "payload": event.model_dump(mode="json"),
+            })
+            batch.stored_ids[event.id] = _StoredTime(when, received, source)
+            self._sensor(batch, item, event.sensor, event.kind, event.state, when, event.id, event.seq, True)
+            if (event.kind, event.sensor, event.state) == LOSS_REPORT:
+                self._losses(batch, item, event)
+        else:
+            when, received, source = stored.occurred_at, stored.received_at, stored.time_source
         if event.kind == "door":
             # Also for a resend: if the store failed after the event was written but before its alert, this
             # is the alert's second chance. The alert book raises each opening's alert at most once.
-            stored = self._stored_time(event.id) if not inserted else when
-            venue = self._inventory.venues[venue_id]
-            fact = DoorFact(event.id, device, event.sensor, event.state, stored)
-            decision = door_after_hours(fact, venue, self._tz)
-            if decision:
-                self._book.apply(decision)
-        return "stored" if inserted else "duplicate"
+            venue = self._inventory.venues[item.venue_id]
+            fact = DoorFact(event.id, item.device, event.sensor, event.state, when, received, source)
+            if decision := door_after_hours(fact, venue, self._tz, self._late_after):
+                batch.decisions.append(decision)
+        return "stored" if stored is None else "duplicate"
 
-    def _stored_time(self, event_id: str) -> datetime:
-        with self._engine.connect() as conn:
-            return conn.execute(select(events.c.occurred_at).where(events.c.id == event_id)).scalar_one()
+    def _losses(self, batch: _Batch, item: _Item, event: Event) -> None:
+        """The agent's journal overflowed: those seqs will never come, so they close the gap as 'lost'."""
+        ranges = event.data.get("seq_ranges", [])
+        valid = [(int(a), int(b)) for a, b in (r for r in ranges if _is_range(r))]
+        for first, last in valid:
+            self._account(batch, item.device, event.journal, first, None, last=last)
+        log.warning("event=agent_data_lost device=%s dropped=%s", item.device, event.data.get("dropped"))
+        venue = self._inventory.venues[item.venue_id]
+        batch.decisions.append(data_lost(item.device, venue, event.id, event.data, batch.received))
 
-    def _status(self, status: Status, device: str, venue_id: str, received: datetime, topic: str) -> str:
-        self._check_device(status.device, device, topic)
-        venue = self._inventory.venues[venue_id]
-        with self._engine.begin() as conn:
-            before = conn.execute(select(devices.c.status, devices.c.status_at).where(devices.c.id == device)).first()
-            if before is not None and before.status == status.state:
-                repeated_since = before.status_at
-            else:
-                repeated_since = None
-                conn.execute(update(devices).where(devices.c.id == device).values(
-                    status=status.state, status_at=received, boot=status.boot,
-                    **({"last_seen": received} if status.state == "online" else {})))
-        if repeated_since is not None:
+    def _status(self, batch: _Batch, item: _Item) -> str:
+        status: Status = item.body
+        device, received = item.device, batch.received
+        venue = self._inventory.venues[item.venue_id]
+        if status.boot and status.mono is not None and not item.retained:
+            boot = self._observe(batch, device, status.boot, status.mono)
+            if status.ts is not None:
+                self._check_skew(batch, device, status.ts, status.mono, boot)
+        before = batch.devices[device]
+        if before["status"] == status.state:
             # The broker replays the retained status on every (re)subscribe. Same news: only finish what a
             # failed store may have left undone, and never re-open what duty staff resolved.
-            decision = device_status(device, venue, status.state, repeated_since)
-            if not (isinstance(decision, OpenAlert) and self._book.raised_since(decision.key, decision.at)):
-                self._book.apply(decision)
+            decision = device_status(device, venue, status.state, before["status_at"] or received)
+            if isinstance(decision, OpenAlert):
+                batch.repeated_offline.append(decision)
+            else:
+                batch.decisions.append(decision)
             return "duplicate"
-        self._hub.publish("state", venue_id, {"venue": venue_id, "device": device, "status": status.state,
-                                              "since": received.isoformat()})
-        self._book.apply(device_status(device, venue, status.state, received))
+        reason = "message" if status.state == "online" else ("goodbye" if status.ts else "will")
+        values: dict[str, Any] = {"status": status.state, "status_at": received, "status_reason": reason}
+        if status.boot:
+            values["boot"] = status.boot
+        if status.state == "online" and not item.retained:
+            values["last_seen"] = received
+        batch.set_device(device, **values)
+        batch.updates.append((item.venue_id, {"venue": item.venue_id, "device": device, "status": status.state,
+                                              "since": received.isoformat()}))
+        batch.decisions.append(device_status(device, venue, status.state, received, reason, self._flap_window))
         return "stored"
 
-    def _telemetry(self, telemetry: Telemetry, device: str, received: datetime, topic: str) -> str:
-        self._check_device(telemetry.device, device, topic)
-        with self._engine.begin() as conn:
-            self._touch(conn, device, received, metrics=telemetry.metrics)
+    def _telemetry(self, batch: _Batch, item: _Item) -> str:
+        telemetry: Telemetry = item.body
+        device = item.device
+        measured = batch.received
+        if telemetry.boot and telemetry.mono is not None:
+            boot = self._observe(batch, device, telemetry.boot, telemetry.mono)
+            measured, _ = event_time(telemetry.ts, bool(telemetry.synced), telemetry.mono, boot, batch.received,
+                                     self._max_skew)
+            self._check_skew(batch, device, telemetry.ts, telemetry.mono, boot)
+        if telemetry.seq is not None:
+            self._account(batch, device, telemetry.journal, telemetry.seq, telemetry.floor)
+        self._alive(batch, item)
+        current = batch.devices[device]
+        newer = (telemetry.seq > current["metrics_seq"] if telemetry.seq is not None and current["metrics_seq"]
+                 is not None else current["metrics_at"] is None or measured >= current["metrics_at"])
+        if newer:  # a heartbeat replayed from the journal never hides a newer one
+            batch.set_device(device, metrics=telemetry.metrics, metrics_at=measured, metrics_seq=telemetry.seq)
         return "stored"
 
-    def _state(self, state: SensorState, device: str, sensor: str, received: datetime, topic: str) -> str:
-        self._check_device(state.device, device, topic)
+    def _state(self, batch: _Batch, item: _Item) -> str:
+        state: SensorState = item.body
+        assert item.sub is not None
         # A retained state carries no `synced` flag: its ts may be a pre-NTP guess, so our receipt is the time.
-        when = received
-        with self._engine.begin() as conn:
-            changed = self._set_sensor_state(conn, device, sensor, state.kind, state.state, when, None, state.seq,
-                                             from_event=False)
-        if changed:
-            venue_id = self._inventory.device_venue[device]
-            self._hub.publish("state", venue_id, {"venue": venue_id, "device": device, "sensor": sensor,
-                                                  "kind": state.kind, "state": state.state,
-                                                  "since": when.isoformat()})
+        self._sensor(batch, item, item.sub, state.kind, state.state, batch.received, None, state.seq, False)
         return "stored"
 
-    @staticmethod
-    def _touch(conn: Any, device: str, at: datetime, metrics: dict[str, float] | None = None) -> None:
-        values: dict[str, Any] = {"last_seen": at}
-        if metrics is not None:
-            values["metrics"] = metrics
-        conn.execute(update(devices).where(devices.c.id == device).values(**values))
+    # --- shared steps -------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _set_sensor_state(conn: Any, device: str, sensor: str, kind: str | None, state: str, since: datetime,
-                          event_id: str | None, seq: int | None, *, from_event: bool = True) -> bool:
+    def _observe(self, batch: _Batch, device: str, boot_id: str, mono: float) -> BootClock:
+        key = (device, boot_id)
+        before = batch.boots.get(key)
+        after = observe(before, mono, batch.received)
+        if after != before:
+            batch.boots[key] = after
+            batch.changed_boots.add(key)
+        return after
+
+    def _check_skew(self, batch: _Batch, device: str, ts: datetime, mono: float, boot: BootClock) -> None:
+        skew = measure_skew(ts, mono, boot)
+        if skew is not None:
+            batch.devices[device]["_skew"] = skew.total_seconds()
+
+    def _account(self, batch: _Batch, device: str, journal: str | None, seq: int, floor: int | None,
+                 last: int | None = None) -> None:
+        batch.streams[device] = receive(batch.streams.get(device), journal, seq, last or seq, floor, batch.received)
+        batch.changed_streams.add(device)
+        batch.acks.add(device)
+
+    def _alive(self, batch: _Batch, item: _Item) -> None:
+        """A live message from a device the server believed offline: it is back."""
+        if item.retained:
+            return
+        device = item.device
+        values: dict[str, Any] = {"last_seen": batch.received}
+        if batch.devices[device]["status"] != "online":
+            values.update(status="online", status_at=batch.received, status_reason="message")
+            venue = self._inventory.venues[item.venue_id]
+            batch.decisions.append(device_status(device, venue, "online", batch.received))
+            batch.updates.append((item.venue_id, {"venue": item.venue_id, "device": device, "status": "online",
+                                                  "since": batch.received.isoformat()}))
+        batch.set_device(device, **values)
+
+    def _sensor(self, batch: _Batch, item: _Item, sensor: str, kind: str | None, state: str, since: datetime,
+                event_id: str | None, seq: int | None, from_event: bool) -> None:
         """Record the newest state of a sensor; an older message never overwrites a newer one."""
-        key = (sensor_states.c.device == device) & (sensor_states.c.sensor == sensor)
-        current = conn.execute(select(sensor_states).where(key)).first()
+        key = (item.device, sensor)
+        current = batch.sensors.get(key)
         if current is None:
-            conn.execute(insert(sensor_states).values(device=device, sensor=sensor, kind=kind, state=state,
-                                                      since=since, event_id=event_id, seq=seq))
-            return True
-        if not is_newer(current, seq, since, from_event):
-            return False
-        values = {"seq": seq if seq is not None else current.seq}
-        if current.state != state:
-            values.update(state=state, since=since, kind=kind or current.kind, event_id=event_id)
-        conn.execute(update(sensor_states).where(key).values(**values))
-        return current.state != state
+            batch.sensors[key] = {"device": item.device, "sensor": sensor, "kind": kind, "state": state,
+                                  "since": since, "event_id": event_id, "seq": seq, "_new": True}
+        else:
+            if not is_newer(current["seq"], current["since"], seq, since, from_event):
+                return
+            current["seq"] = seq if seq is not None else current["seq"]
+            batch.changed_sensors.add(key)
+            if current["state"] == state:
+                return
+            current.update(state=state, since=since, kind=kind or current["kind"], event_id=event_id)
+        batch.changed_sensors.add(key)
+        batch.updates.append((item.venue_id, {"venue": item.venue_id, "device": item.device, "sensor": sensor,
+                                              "kind": kind, "state": state, "since": since.isoformat()}))
+
+    # --- writing and after the commit ---------------------------------------------------------------------
+
+    def _write(self, conn: Connection, batch: _Batch) -> None:
+        if batch.new_events:
+            conn.execute(insert_ignore(self._dialect, events), batch.new_events)
+        now = batch.received
+        for device in batch.changed_streams:
+            s = batch.streams[device]
+            assert s is not None
+            values = {"journal": s.journal, "contig": s.contig, "pending": [list(r) for r in s.pending],
+                      "gap_since": s.gap_since, "updated_at": now}
+            if s.gap_since is None and batch.devices[device].get("_gap_alerted"):
+                values["gap_alerted"] = False
+                batch.decisions.append(ResolveAlert(f"data_gap:{device}", now, "missing data arrived"))
+            if "_gap_alerted" in batch.devices[device]:
+                conn.execute(update(streams).where(streams.c.device == device).values(**values))
+            else:
+                conn.execute(insert(streams).values(device=device, gap_alerted=False, **values))
+        for device, boot_id in batch.changed_boots:
+            b = batch.boots[(device, boot_id)]
+            assert b is not None
+            key = (boots.c.device == device) & (boots.c.boot == boot_id)
+            if not conn.execute(update(boots).where(key).values(start=b.start, confirmed=b.confirmed,
+                                                                 updated_at=now)).rowcount:
+                conn.execute(insert(boots).values(device=device, boot=boot_id, start=b.start,
+                                                  confirmed=b.confirmed, updated_at=now))
+        self._skew_decisions(batch)
+        for device, values in batch.changed_devices.items():
+            conn.execute(update(devices).where(devices.c.id == device).values(**values))
+        for key in batch.changed_sensors:
+            row = batch.sensors[key]
+            assert row is not None
+            values = {k: v for k, v in row.items() if not k.startswith("_") and k not in ("device", "sensor")}
+            if row.pop("_new", False):
+                conn.execute(insert(sensor_states).values(device=key[0], sensor=key[1], **values))
+            else:
+                where = (sensor_states.c.device == key[0]) & (sensor_states.c.sensor == key[1])
+                conn.execute(update(sensor_states).where(where).values(**values))
+
+    def _skew_decisions(self, batch: _Batch) -> None:
+        limit = self._max_skew.total_seconds()
+        for device, row in batch.devices.items():
+            if "_skew" not in row:
+                continue
+            skew, before = row["_skew"], row.get("clock_skew_s")
+            was_off = before is not None and abs(before) > limit
+            if (abs(skew) > limit) != was_off or before is None:
+                venue = self._inventory.venues[self._inventory.device_venue[device]]
+                decision = clock_skew(device, venue, skew, limit, batch.received)
+                if isinstance(decision, OpenAlert) or was_off:
+                    batch.decisions.append(decision)
+            if before is None or abs(skew - before) >= 1:
+                batch.set_device(device, clock_skew_s=skew)
+
+    def _after_commit(self, batch: _Batch) -> None:
+        for venue_id, data in batch.updates:
+            self._hub.publish("state", venue_id, data)
+        if self.send_ack:
+            for device in batch.acks:
+                stream = batch.streams[device]
+                if stream is not None:
+                    self.send_ack(device, Ack(upto=stream.contig, journal=stream.journal))
+        # An alert write failing here (disk full) raises OperationalError: the batch is then not acknowledged
+        # to the broker, and its redelivery gives each alert its second chance.
+        for decision in batch.decisions:
+            self._book.apply(decision)
+        for decision in batch.repeated_offline:
+            if not self._book.raised_since(decision.key, decision.at):
+                self._book.apply(decision)
 
 
-def is_newer(current: Any, seq: int | None, since: datetime, from_event: bool) -> bool:
+@dataclass(frozen=True)
+class _StoredTime:
+    occurred_at: datetime
+    received_at: datetime
+    time_source: str
+
+
+def _is_range(value: Any) -> bool:
+    return (isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(x, int) for x in value)
+            and 0 <= value[0] <= value[1])
+
+
+def is_newer(current_seq: int | None, current_since: datetime, seq: int | None, since: datetime,
+             from_event: bool) -> bool:
     """Does a message describe a later moment than the stored sensor state?
 
     Events are the truth: one is newer by seq, or by time (a device whose counter was reset). A retained
     state message is newer only by seq: the broker may replay a stale one after a reconnect, and its receive
     time says nothing about when it was true.
     """
-    by_seq = seq is not None and current.seq is not None and seq > current.seq
+    by_seq = seq is not None and current_seq is not None and seq > current_seq
     if not from_event:
         return by_seq
-    return by_seq or current.seq is None or since > current.since + timedelta(seconds=1)
+    return by_seq or current_seq is None or since > current_since + timedelta(seconds=1)
 
-
-class MqttIngest:
-    """Subscribes to `{root}/#` and feeds Ingest. PUBACK is sent only after the message is handled."""
-
-    RETRY_DELAYS = (0.2, 0.5, 1, 2, 5, 10)
-
-    def __init__(self, ingest: Ingest, settings: ServerBroker) -> None:
-        self._ingest = ingest
-        self._settings = settings
-        self.connected = threading.Event()
-        self._stopping = threading.Event()
-        # Persistent session: while the server is down the broker queues QoS 1 events for it.
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                                   clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
-        self._client.reconnect_delay_set(1, 30)
-        settings.configure(self._client)
-        self._client.on_connect = self._connected
-        self._client.on_disconnect = self._disconnected
-        self._client.on_subscribe = self._subscribed
-        self._client.on_message = self._message
-
-    def start(self) -> None:
-        self._client.connect_async(self._settings.host, self._settings.port, self._settings.keepalive_s)
-        self._client.loop_start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    def _connected(self, client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
-        if reason.is_failure:
-            log.error("event=broker_refused reason=%s", reason)
-            return
-        client.subscribe(f"{self._settings.root}/#", qos=1)
-        log.info("event=ingest_connected broker=%s:%s", self._settings.host, self._settings.port)
-
-    def _subscribed(self, client: mqtt.Client, userdata: object, mid: int, reasons: list, props: object) -> None:
-        # Ready only once the broker confirms the subscription: before that, a new session hears nothing.
-        if any(r.is_failure for r in reasons):
-            log.error("event=subscribe_refused root=%s reasons=%s", self._settings.root, reasons)
-            return
-        self.connected.set()
-        log.info("event=ingest_subscribed root=%s", self._settings.root)
-
-    def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, reason: Any,
-                      props: object) -> None:
-        self.connected.clear()
-        log.warning("event=ingest_disconnected reason=%s", reason)
-
-    def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        attempt = 0
-        while self._ingest.handle(msg.topic, msg.payload) == "retry":
-            # The database is away: hold this message (and, by not reading on, the ones behind it) until it
-            # is stored. Without a PUBACK the broker keeps it and redelivers it if we disconnect meanwhile.
-            delay = self.RETRY_DELAYS[min(attempt, len(self.RETRY_DELAYS) - 1)]
-            attempt += 1
-            if self._stopping.wait(delay):
-                return
-        if msg.qos > 0:
-            client.ack(msg.mid, msg.qos)

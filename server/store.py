@@ -27,9 +27,11 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 
 class UTCDateTime(TypeDecorator):
@@ -71,6 +73,32 @@ devices = Table(
     Column("last_seen", UTCDateTime),
     Column("boot", String(64)),
     Column("metrics", JSON),
+    Column("metrics_at", UTCDateTime),  # when the stored metrics were measured: a replayed older heartbeat
+    Column("metrics_seq", Integer),     # never overwrites a newer one
+    Column("status_reason", String(16)),  # will | goodbye | silent | message
+    Column("clock_skew_s", Float),  # device wall clock minus ours, from its last confirmed sample
+)
+
+# Per device: the highest contiguous seq stored and the ranges above it (server/streams.py).
+streams = Table(
+    "streams", metadata,
+    Column("device", String(64), primary_key=True),
+    Column("journal", String(64)),
+    Column("contig", Integer, nullable=False),
+    Column("pending", JSON, nullable=False),
+    Column("gap_since", UTCDateTime),
+    Column("gap_alerted", Boolean, nullable=False, default=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Per device boot: the earliest wall time its monotonic clock can have started (server/timebase.py).
+boots = Table(
+    "boots", metadata,
+    Column("device", String(64), primary_key=True),
+    Column("boot", String(64), primary_key=True),
+    Column("start", UTCDateTime, nullable=False),
+    Column("confirmed", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 sensor_states = Table(
@@ -95,8 +123,9 @@ events = Table(
     Column("state", String(64), nullable=False),
     Column("ts", UTCDateTime, nullable=False),
     Column("occurred_at", UTCDateTime, nullable=False),
-    Column("time_source", String(16), nullable=False),
+    Column("time_source", String(16), nullable=False),  # device | estimated | approximate
     Column("received_at", UTCDateTime, nullable=False),
+    Column("late", Boolean, nullable=False, default=False),  # received long after it happened
     Column("boot", String(64), nullable=False),
     Column("mono", Float, nullable=False),
     Column("synced", Boolean, nullable=False),
@@ -165,9 +194,10 @@ audit_log = Table(
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        # One connection per checkout: SQLite connections are cheap and WAL lets readers run beside the
-        # single writer; busy_timeout makes concurrent writers wait instead of failing.
-        engine = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False})
+        # WAL lets readers run beside the single writer; busy_timeout makes concurrent writers wait.
+        # A small pool: opening a connection (and setting its pragmas) costs more than a whole insert.
+        engine = create_engine(url, poolclass=QueuePool, pool_size=8, max_overflow=16,
+                               connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -186,6 +216,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
+    _add_missing_columns(engine)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add columns that a newer version defines to tables an older version created.
+
+    Only additive changes, so a data dir from an earlier release keeps working; full migrations are
+    Alembic's job once the schema needs more than that.
+    """
+    existing = inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                default = column.default.arg if column.default is not None and column.default.is_scalar else None
+                if default is None and not column.nullable:
+                    raise RuntimeError(f"cannot add required column {table.name}.{column.name} without a default")
+                if isinstance(default, bool):
+                    default = int(default)
+                literal = "" if default is None else f" DEFAULT {default!r}"
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{literal}'))
 
 
 def insert_ignore(dialect_name: str, table: Table):

@@ -69,7 +69,23 @@ def test_offline_status_alerts_once_and_online_resolves_it(offline_server):
     handle("vw/pi-a/status", b'{"v":1,"state":"online","ts":"2026-11-26T10:00:00+08:00"}')
     [alert] = offline_server.book.list()
     assert (alert["status"], alert["outcome"], alert["resolved_by"]) == ("resolved", "condition_cleared", "system")
-    handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')  # offline again later: a new alert
+    handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')  # dropped again at once: the same alert re-opens
+    [alert] = offline_server.book.list()
+    assert (alert["status"], alert["detail"]["drops"]) == ("open", 2)
+
+
+def test_a_flapping_link_is_one_alert_counting_its_drops_and_a_later_drop_a_new_one(offline_server):
+    from datetime import timedelta
+
+    handle = offline_server.ingest.handle
+    for _ in range(50):
+        handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')
+        handle("vw/pi-a/status", b'{"v":1,"state":"online"}')
+    [alert] = offline_server.book.list()
+    assert (alert["rule"], alert["status"], alert["detail"]["drops"]) == ("device_offline", "resolved", 50)
+    later = datetime.now(UTC) + timedelta(minutes=11)  # past the 10-minute flap window
+    offline_server.ingest._now = lambda: later
+    handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')
     assert [a["status"] for a in offline_server.book.list()] == ["open", "resolved"]
 
 
@@ -79,10 +95,10 @@ def test_door_held_open_fires_once_per_opening(offline_server):
     offline_server.ingest.handle("vw/pi-a/event", event_payload("pi-a"))
     later = datetime.now(UTC) + timedelta(minutes=11)
     offline_server._now = lambda: later
-    assert offline_server.check_timed_rules() == 1
+    assert offline_server.check_timed_rules() == 2  # held open, and the device silent for 11 minutes
     assert offline_server.check_timed_rules() == 0
     rules = sorted(a["rule"] for a in offline_server.book.list())
-    assert rules == ["door_after_hours", "door_held_open"]
+    assert rules == ["device_offline", "door_after_hours", "door_held_open"]
 
 
 def test_an_internal_error_is_counted_and_ingest_goes_on(offline_server, monkeypatch):
