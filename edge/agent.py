@@ -1,8 +1,9 @@
-"""The agent: door sensors → events → uplink, plus the telemetry heartbeat.
+"""The agent: door sensors → events → journal → uplink, plus the telemetry heartbeat.
 
-Pin callbacks only queue a change; one emitter thread turns changes into events in order. That keeps
-disk syncs off gpiozero's callback thread (on a Pi one thread serves every pin) and means a failing SD
-card can slow reporting down but never stop it.
+Pin callbacks only queue a change; one emitter thread turns changes into events in order and appends them
+to the journal (edge/journal.py) before anything is published. That keeps disk syncs off gpiozero's
+callback thread (on a Pi one thread serves every pin) and means a failing SD card can slow reporting down
+but never stop it. The forwarder (edge/forwarder.py) sends the journal and deletes what the server acked.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,11 @@ from edge.config import DeviceConfig
 from edge.doormemory import DoorMemory
 from edge.doors import DoorSensor
 from edge.events import EventFactory
+from edge.forwarder import Forwarder
 from edge.health import health_metrics
-from edge.sequence import SequenceCounter
+from edge.journal import HIGH, LOW, NORMAL, Journal
 from edge.uplink import Uplink
-from protocol import Event, SensorState, Telemetry
+from protocol import Event, SensorState, Telemetry, encode
 
 log = logging.getLogger("venuewatch.edge.agent")
 
@@ -41,15 +44,22 @@ class Agent:
         self.clock = clock or SystemClock()
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._sequence = SequenceCounter(data_dir / "seq")
-        self._events = EventFactory(config.device, self.clock, self._sequence)
+        self.journal = Journal(
+            data_dir / "journal.db", max_bytes=int(config.journal.max_mb * 2**20),
+            max_age_s=config.journal.max_age_days * 86400, now=lambda: self.clock.now().timestamp(),
+            synced=self.clock.synced, first_seq=legacy_seq(data_dir / "seq") + 1)
+        self._events = EventFactory(config.device, self.clock)
         self._memory = DoorMemory(data_dir / "doors.json")
         # (door, state, data) for a change, or (door, state, START) for the state read at start-up.
         self._changes: queue.Queue[tuple[str, str, Any] | None] = queue.Queue()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._emitter: threading.Thread | None = None
-        self.uplink = Uplink(config.device, config.broker, self.clock.boot_id(), self.clock.now)
+        self.uplink = Uplink(config.device, config.broker, self.clock.boot_id(), self.clock.now,
+                             mono=self.clock.mono, on_link_up=self._link_up)
+        self.forwarder = Forwarder(self.journal, self.uplink.publish_entry, self.uplink.connected,
+                                   window=config.journal.window, resend_after_s=config.journal.resend_after_s)
+        self.uplink.set_ack_handler(self.forwarder.acked)
         self.doors: dict[str, DoorSensor] = {}
         try:
             for door in config.doors:
@@ -63,6 +73,7 @@ class Agent:
         return f"<Agent {self.config.device} connected={self.uplink.connected.is_set()} {doors}>"
 
     def start(self) -> None:
+        self.forwarder.start()
         self._emitter = threading.Thread(target=self._emit_loop, name="emitter", daemon=True)
         self._emitter.start()
         for door in self.doors.values():
@@ -80,10 +91,34 @@ class Agent:
             self._heartbeat.join(timeout=5)
         self.close_sensors()
         if self._emitter:
-            self._changes.put(None)  # after the changes already queued: they still go out
+            self._changes.put(None)  # after the changes already queued: they are journaled
             self._emitter.join(timeout=10)
+        self._drain(timeout=3)
+        self.forwarder.stop()
         self.uplink.stop()
+        self.journal.close()
         log.info("event=agent_stopped device=%s", self.config.device)
+
+    def _drain(self, timeout: float) -> None:
+        """On a clean stop, give the server a moment to acknowledge what is in flight (it is kept anyway)."""
+        deadline = time.monotonic() + timeout
+        while self.uplink.connected.is_set() and self.journal.backlog()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _link_up(self) -> None:
+        self._report_losses()
+        self.forwarder.link_up()
+
+    def _report_losses(self) -> None:
+        """The journal dropped entries (its bound was hit during a long outage): tell the server which."""
+
+        def build(seq: int, summary: dict) -> bytes:
+            event = self._events.make("system", "journal", "dropped", summary, seq=seq, journal=self.journal.id,
+                                      floor=self.journal.floor)
+            return encode(event)
+
+        if (seq := self.journal.report_losses(build)) is not None:
+            log.warning("event=journal_losses_reported device=%s seq=%d", self.config.device, seq)
 
     def close_sensors(self) -> None:
         for door in self.doors.values():
@@ -109,9 +144,8 @@ class Agent:
         if self._memory.last(door_id) == state:
             # Already reported: the same change seen by start() and by the pin thread, or a bounce back.
             return None
-        event = self._events.make("door", door_id, state, data)  # seq and memory writes never raise
+        event = self.journal_event("door", door_id, state, data)  # journal and memory writes never raise
         self._memory.remember(door_id, state)
-        self.uplink.publish_event(event)
         self.uplink.publish_state(door_id, self._sensor_state(state, event.seq))
         log.info("event=door device=%s sensor=%s state=%s seq=%d id=%s",
                  self.config.device, door_id, state, event.seq, event.id)
@@ -124,31 +158,62 @@ class Agent:
             return self._emit(door_id, state, {"while_agent_down": True, "previous": before})
         if before is None:
             self._memory.remember(door_id, state)  # first start: nothing to compare with
-        self.uplink.publish_state(door_id, self._sensor_state(state, self._events.last_seq))
+        self.uplink.publish_state(door_id, self._sensor_state(state, self.journal.last_seq))
         return None
+
+    def journal_event(self, kind: str, sensor: str, state: str, data: dict | None = None) -> Event:
+        """Build an event, journal it (durably, before anything is sent) and wake the forwarder."""
+        built: list[Event] = []
+
+        def build(seq: int) -> bytes:
+            built.append(self._events.make(kind, sensor, state, data, seq=seq, journal=self.journal.id,
+                                           floor=self.journal.floor))
+            return encode(built[-1])
+
+        self.journal.append("event", HIGH if kind in ("door", "tamper") else NORMAL, build)
+        self.forwarder.wake()
+        return built[-1]
 
     @property
     def storage_errors(self) -> int:
-        return self._sequence.write_errors + self._memory.write_errors
+        return self.journal.write_errors + self._memory.write_errors
 
-    def telemetry(self) -> Telemetry:
+    def telemetry(self, seq: int | None = None) -> Telemetry:
         metrics = health_metrics(Path(self.config.data_dir))
         for door_id, door in self.doors.items():
             metrics[f"door_open.{door_id}"] = 1.0 if door.state == "open" else 0.0
         metrics["storage_errors"] = float(self.storage_errors)
+        rows, size = self.journal.backlog()
+        metrics["journal_backlog"] = float(rows)
+        metrics["journal_bytes"] = float(size)
+        metrics["resends"] = float(self.forwarder.resends)
         return Telemetry(
             ts=self.clock.now(), metrics=metrics, device=self.config.device,
             boot=self.clock.boot_id(), mono=round(self.clock.mono(), 3), synced=self.clock.synced(),
+            seq=seq, journal=self.journal.id if seq is not None else None,
+            floor=self.journal.floor if seq is not None else None,
         )
 
     def _heartbeat_loop(self) -> None:
-        # Telemetry is QoS 0 and only worth sending live; the first one goes out as soon as we connect.
+        # Heartbeats are journaled like events (low priority: the first to go when the journal is full), so
+        # a link that was down for hours still delivers the device's health history when it returns.
         while not self._stop.is_set():
-            if not self.uplink.connected.wait(timeout=1):
-                continue
             try:
-                self.uplink.publish_telemetry(self.telemetry())
+                self.journal.append("telemetry", LOW, lambda seq: encode(self.telemetry(seq)))
+                self.forwarder.wake()
             except Exception:  # a bad reading must not end the heartbeat for good
                 log.exception("event=telemetry_error device=%s", self.config.device)
             if self._stop.wait(self.config.heartbeat_s):
                 return
+
+
+def legacy_seq(path: Path) -> int:
+    """The seq counter file of agents before the journal: the journal continues above it."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return 0
+    if not text.isdigit():
+        log.warning("event=legacy_seq_ignored file=%s content=%r", path, text[:20])
+        return 0
+    return int(text)

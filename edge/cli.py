@@ -63,8 +63,6 @@ def build_agent(config: DeviceConfig, pin_factory: Factory | None = None) -> Age
     except GPIOPinInUse as exc:
         raise StartupError(f"doors: a pin is already in use by another program ({exc}); stop it or choose "
                            "another pin") from None
-    except ValueError as exc:  # a corrupt sequence file names itself
-        raise StartupError(str(exc)) from None
 
 
 def run(config_path: str, scenario_path: str | None) -> int:

@@ -120,14 +120,27 @@ class DoorSettings(_Strict):
         return value
 
 
+class JournalSettings(_Strict):
+    max_mb: float = Field(256, ge=0.01, le=64 * 1024, description="journal size bound; beyond it the oldest heartbeats "
+                          "go first, door and tamper events last, and the loss is reported")
+    max_age_days: float = Field(30, gt=0, le=3650, description="entries older than this are dropped (counted only "
+                                "while the Pi's clock is NTP-synced)")
+    window: int = Field(1000, ge=10, le=100_000, description="entries sent ahead of the server's acknowledgement")
+    resend_after_s: float = Field(30, ge=1, le=3600, description="no acknowledgement for this long while "
+                                  "connected: send again from the last acknowledged entry")
+
+
 class DeviceConfig(_Strict):
     device: Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)] = Field(
         description="device id; also the MQTT username (lowercase letters, digits, - and _)"
     )
     broker: BrokerSettings
     data_dir: Path = Field(Path("/var/lib/venuewatch"), description="where the agent keeps its state")
-    heartbeat_s: float = Field(60, ge=1, le=3600, description="seconds between telemetry heartbeats")
+    heartbeat_s: float = Field(15, ge=1, le=3600, description="seconds between telemetry heartbeats; the server "
+                               "calls a device offline after supervision.heartbeat_s + grace_s of silence")
     doors: list[DoorSettings] = Field(default_factory=list, description="door contacts")
+    journal: JournalSettings = Field(default_factory=lambda: JournalSettings(),
+                                     description="the durable outbox on the SD card")
 
     @field_validator("device", mode="before")
     @classmethod

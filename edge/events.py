@@ -1,4 +1,4 @@
-"""Build protocol events with the time and sequence fields every event must carry."""
+"""Build protocol events with the time fields every event must carry (the journal gives the seq)."""
 
 from __future__ import annotations
 
@@ -6,25 +6,22 @@ from typing import Any
 
 from edge.clock import Clock
 from edge.ids import new_ulid
-from edge.sequence import SequenceCounter
 from protocol import Event
 
 
 class EventFactory:
-    def __init__(self, device: str, clock: Clock, sequence: SequenceCounter) -> None:
+    def __init__(self, device: str, clock: Clock) -> None:
         self._device = device
         self._clock = clock
-        self._sequence = sequence
 
-    @property
-    def last_seq(self) -> int:
-        return self._sequence.last
-
-    def make(self, kind: str, sensor: str, state: str, data: dict[str, Any] | None = None) -> Event:
+    def make(self, kind: str, sensor: str, state: str, data: dict[str, Any] | None = None, *, seq: int,
+             journal: str | None = None, floor: int | None = None) -> Event:
         now = self._clock.now()
         return Event(
-            id=new_ulid(int(now.timestamp() * 1000)),
-            seq=self._sequence.next(),
+            id=new_ulid(max(0, int(now.timestamp() * 1000))),
+            seq=seq,
+            journal=journal,
+            floor=floor,
             device=self._device,
             ts=now,
             boot=self._clock.boot_id(),

@@ -1,8 +1,9 @@
 """The MQTT link to the county server (paho-mqtt 2.x, MQTT 3.1.1 so the embedded demo broker works too).
 
-- retained `status` online on every connect, with a retained Last Will `offline`;
-- events at QoS 1; retained sensor `state/{sensor}` re-sent on every reconnect (a broker without
-  persistence forgets retained messages when it restarts);
+- retained `status` online on every connect (with `ts` and `mono`: a live clock sample for the server),
+  with a retained Last Will `offline`;
+- journal entries (events, heartbeats) at QoS 1, handed over by edge/forwarder.py; retained sensor
+  `state/{sensor}` re-sent on every reconnect (a broker without persistence forgets retained messages);
 - reconnects by itself with exponential backoff (paho's loop thread).
 """
 
@@ -20,7 +21,7 @@ import paho.mqtt.client as mqtt
 
 from edge.config import BrokerSettings
 from edge.diagnose import why_unreachable
-from protocol import Ack, Command, Event, ProtocolError, SensorState, Status, Telemetry, decode, encode
+from protocol import Ack, Command, ProtocolError, SensorState, Status, decode, encode
 from protocol.topics import build_topic
 
 log = logging.getLogger("venuewatch.edge.uplink")
@@ -35,6 +36,8 @@ class Uplink:
         now: Callable[[], datetime],
         on_ack: Callable[[Ack], None] | None = None,
         on_command: Callable[[Command], None] | None = None,
+        mono: Callable[[], float] = time.monotonic,
+        on_link_up: Callable[[], None] | None = None,
     ) -> None:
         self.device = device
         self._settings = settings
@@ -42,6 +45,8 @@ class Uplink:
         self._now = now
         self._on_ack = on_ack
         self._on_command = on_command
+        self._mono = mono
+        self.on_link_up = on_link_up
         self._states: dict[str, SensorState] = {}
         self._lock = threading.Lock()
         self.connected = threading.Event()
@@ -53,6 +58,7 @@ class Uplink:
             protocol=mqtt.MQTTv311,
         )
         self._client.max_queued_messages_set(0)
+        self._client.max_inflight_messages_set(100)  # drains a backlog without waiting on each PUBACK
         self._client.reconnect_delay_set(min_delay=1, max_delay=60)
         self._tls = settings.configure(self._client)
         self._failures = 0
@@ -63,6 +69,9 @@ class Uplink:
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
         self._client.on_message = self._message
+
+    def set_ack_handler(self, on_ack: Callable[[Ack], None]) -> None:
+        self._on_ack = on_ack
 
     def _topic(self, kind: str, sub: str | None = None) -> str:
         return build_topic(self.device, kind, sub, root=self._settings.root)
@@ -82,8 +91,10 @@ class Uplink:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def publish_event(self, event: Event) -> mqtt.MQTTMessageInfo:
-        return self._client.publish(self._topic("event"), encode(event), qos=1)
+    def publish_entry(self, kind: str, payload: bytes) -> bool:
+        """Publish one journal entry at QoS 1; False if the link is down (the forwarder sends it again)."""
+        info = self._client.publish(self._topic(kind), payload, qos=1)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def publish_state(self, sensor: str, state: SensorState) -> None:
         """Retained current state. While disconnected only the latest is kept: it is sent on connect."""
@@ -93,9 +104,6 @@ class Uplink:
                 return
         self._client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)
 
-    def publish_telemetry(self, telemetry: Telemetry) -> None:
-        self._client.publish(self._topic("telemetry"), encode(telemetry), qos=0)
-
     def _connected(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
                    properties: object) -> None:
         if getattr(reason, "is_failure", False):
@@ -104,8 +112,11 @@ class Uplink:
         log.info("event=connected device=%s broker=%s:%s", self.device, self._settings.host, self._settings.port)
         self._failures, self._last_failure_log = 0, float("-inf")
         client.subscribe([(self._topic("ack"), 1), (self._topic("cmd"), 1)])
-        online = Status(state="online", ts=self._now(), device=self.device, boot=self._boot)
+        online = Status(state="online", ts=self._now(), device=self.device, boot=self._boot,
+                        mono=round(self._mono(), 3))
         client.publish(self._topic("status"), encode(online), qos=1, retain=True)
+        if self.on_link_up:
+            self.on_link_up()  # before `connected`: the forwarder starts this link from the last ack
         with self._lock:
             for sensor, state in self._states.items():
                 client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)

@@ -162,13 +162,17 @@ class Ingest:
             self.store_ok = False
             for item in items:
                 outcomes[item.index] = "retry"
+            self._count(outcomes)
             return [o or "retry" for o in outcomes]
         self.store_ok = True
         done = [o or "rejected.internal_error" for o in outcomes]
-        self.counters.add("received", len(done))
-        for outcome in done:
-            self.counters.add(outcome)
+        self._count(done)
         return done
+
+    def _count(self, outcomes: Sequence[str | None]) -> None:
+        self.counters.add("received", len(outcomes))
+        for outcome in outcomes:
+            self.counters.add(outcome or "retry")
 
     # --- decoding (no database) ---------------------------------------------------------------------------
 
@@ -243,7 +247,7 @@ class Ingest:
         boot_keys = {(i.device, i.body.boot) for i in items if getattr(i.body, "boot", None)}
         if boot_keys:
             for row in conn.execute(select(boots).where(tuple_(boots.c.device, boots.c.boot).in_(boot_keys))):
-                batch.boots[(row.device, row.boot)] = BootClock(row.start, row.confirmed)
+                batch.boots[(row.device, row.boot)] = BootClock(row.start, row.confirmed, row.mono)
         ids = [i.body.id for i in items if i.kind == "event"]
         if ids:
             query = select(events.c.id, events.c.occurred_at, events.c.received_at, events.c.time_source)
@@ -435,10 +439,9 @@ class Ingest:
             b = batch.boots[(device, boot_id)]
             assert b is not None
             key = (boots.c.device == device) & (boots.c.boot == boot_id)
-            if not conn.execute(update(boots).where(key).values(start=b.start, confirmed=b.confirmed,
-                                                                 updated_at=now)).rowcount:
-                conn.execute(insert(boots).values(device=device, boot=boot_id, start=b.start,
-                                                  confirmed=b.confirmed, updated_at=now))
+            values = {"start": b.start, "confirmed": b.confirmed, "mono": b.mono, "updated_at": now}
+            if not conn.execute(update(boots).where(key).values(**values)).rowcount:
+                conn.execute(insert(boots).values(device=device, boot=boot_id, **values))
         self._skew_decisions(batch)
         for device, values in batch.changed_devices.items():
             conn.execute(update(devices).where(devices.c.id == device).values(**values))

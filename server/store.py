@@ -98,6 +98,7 @@ boots = Table(
     Column("boot", String(64), primary_key=True),
     Column("start", UTCDateTime, nullable=False),
     Column("confirmed", Boolean, nullable=False),
+    Column("mono", Float, nullable=False, default=0.0),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 

@@ -6,8 +6,8 @@ earliest moment the boot can have started: min(received - mono) over the boot's 
 is never negative, so this bound only improves, and one message that travelled live pins it to within the
 network delay. An event's time is then `boot start + mono`: never in the future of its receipt, never 1970.
 
-A bound is *confirmed* once two messages sent seconds apart agree on it: a burst of replayed messages
-never agrees (their delays differ by how long each waited), live heartbeats always do. Clock skew is only
+A bound is *confirmed* once two messages sent at least CONFIRM_SPAN apart agree on it: messages replayed
+in a burst never agree (sent far apart, received together), live heartbeats always do. Clock skew is only
 judged against a confirmed bound, so a replay after an outage is never mistaken for a wrong clock.
 Pure functions: no clock, no database.
 """
@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-AGREE = timedelta(seconds=2)  # two samples within this of each other confirm the boot's start
+AGREE = timedelta(seconds=2)  # two samples within this of each other confirm the boot's start...
+CONFIRM_SPAN = 5.0  # ...if they were sent at least this many seconds apart (else a burst could agree)
 MAX_AHEAD = timedelta(minutes=2)  # a synced clock further ahead of our receipt than this is not believed
 EARLIEST = datetime(2025, 1, 1, tzinfo=UTC)  # before this software existed: a clock reading this early is wrong
 
@@ -26,17 +27,20 @@ EARLIEST = datetime(2025, 1, 1, tzinfo=UTC)  # before this software existed: a c
 class BootClock:
     start: datetime  # earliest possible wall time (server clock) of this boot's mono = 0
     confirmed: bool = False
+    mono: float = 0.0  # mono of the message that gave `start`
 
 
 def observe(boot: BootClock | None, mono: float, received: datetime) -> BootClock:
     """Fold one message's (mono, receive time) into what we know of its boot."""
     candidate = received - timedelta(seconds=mono)
     if boot is None:
-        return BootClock(start=candidate)
-    if candidate < boot.start - AGREE:
-        return BootClock(start=candidate)  # a faster message: new best bound, not yet corroborated
-    if abs(candidate - boot.start) <= AGREE:
-        return BootClock(start=min(candidate, boot.start), confirmed=True)
+        return BootClock(start=candidate, mono=mono)
+    agrees = abs(candidate - boot.start) <= AGREE
+    if agrees and abs(mono - boot.mono) >= CONFIRM_SPAN:
+        return BootClock(start=min(candidate, boot.start), confirmed=True, mono=mono)
+    if candidate < boot.start:
+        # A faster message: a better bound. It keeps a confirmation it agrees with, else starts over.
+        return BootClock(start=candidate, confirmed=boot.confirmed and agrees, mono=mono)
     return boot  # this one waited longer somewhere: it says nothing new
 
 

@@ -212,7 +212,7 @@ def list_events() -> Any:
     return {"events": [{
         "id": r.id, "device": r.device, "venue": r.venue_id, "seq": r.seq, "kind": r.kind, "sensor": r.sensor,
         "state": r.state, "ts": _iso(r.ts), "occurred_at": _iso(r.occurred_at), "time_source": r.time_source,
-        "received_at": _iso(r.received_at), "synced": r.synced, "data": r.payload.get("data", {}),
+        "received_at": _iso(r.received_at), "late": r.late, "synced": r.synced, "data": r.payload.get("data", {}),
     } for r in rows]}
 
 

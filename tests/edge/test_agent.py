@@ -77,10 +77,11 @@ def test_a_failing_sd_card_slows_nothing_down_and_loses_no_door_event(agent_and_
     monkeypatch.undo()
     toggle(agent, 2)
     events = sent(8)
-    assert [e["seq"] for e in events] == list(range(1, 9))
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs))  # journal order, no repeats (heartbeats take seqs in between)
     assert [e["state"] for e in events] == ["open", "closed"] * 4
-    assert agent.storage_errors == 8  # 4 events x (seq file + door memory), each counted
-    assert agent.telemetry().metrics["storage_errors"] == 8
+    assert agent.storage_errors == 4  # the door memory's 4 failed writes, each counted
+    assert agent.telemetry().metrics["storage_errors"] == 4
 
 
 def test_the_same_change_queued_twice_is_reported_once(agent_and_listener):

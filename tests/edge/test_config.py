@@ -33,7 +33,7 @@ def test_good_config_loads_with_defaults(tmp_path):
     cfg = load_device_config(write(tmp_path, GOOD))
     assert cfg.broker.tls and cfg.broker.port == 8883
     assert [d.contact for d in cfg.doors] == ["nc", "no"]
-    assert cfg.heartbeat_s == 60
+    assert cfg.heartbeat_s == 15 and cfg.journal.max_mb == 256
 
 
 def test_pin_outside_the_header_names_file_field_and_fix(tmp_path):

@@ -1,7 +1,6 @@
 from datetime import datetime, timedelta, timezone
 
 from edge.events import EventFactory
-from edge.sequence import SequenceCounter
 
 
 class FakeClock:
@@ -25,14 +24,14 @@ class FakeClock:
         return self.is_synced
 
 
-def test_events_carry_time_fields_and_increasing_seq(tmp_path):
+def test_events_carry_time_fields_and_the_journal_position(tmp_path):
     clock = FakeClock()
-    factory = EventFactory("pi-0001", clock, SequenceCounter(tmp_path / "seq"))
-    first = factory.make("door", "front", "open")
+    factory = EventFactory("pi-0001", clock)
+    first = factory.make("door", "front", "open", seq=1, journal="j1", floor=0)
     clock.monotonic += 2
     clock.is_synced = True
-    second = factory.make("door", "front", "closed")
-    assert (first.seq, second.seq) == (1, 2)
+    second = factory.make("door", "front", "closed", seq=2, journal="j1", floor=1)
+    assert (first.seq, second.seq, first.journal, second.floor) == (1, 2, "j1", 1)
     assert first.id != second.id and len(first.id) == 26
     assert first.boot == "boot-abc" and first.mono == 12.346 and first.synced is False
     assert second.synced is True and second.mono == 14.346

@@ -69,9 +69,9 @@ def test_events_carry_seq_that_survives_an_agent_restart(mosquitto, server_facto
         assert agent.wait(timeout=20) == 0, agent.stdout.read()
     events = wait_for(lambda: (e := api(srv, "/events?venue=venue-a").json()["events"]) and len(e) == 4 and e,
                       timeout=10, what="4 events")
-    # Stored by seq, all unique, 1..4 across the two runs.
-    assert sorted(e["seq"] for e in events) == [1, 2, 3, 4]
-    assert len({e["id"] for e in events}) == 4
+    # All unique, and increasing across the two runs (heartbeats share the counter, so there are gaps).
+    by_time = [e["seq"] for e in sorted(events, key=lambda e: e["occurred_at"])]
+    assert by_time == sorted(set(by_time)) and len({e["id"] for e in events}) == 4
 
 
 def test_telemetry_heartbeat_reaches_the_venue_view(mosquitto, server_factory, tmp_path):

@@ -1,0 +1,123 @@
+"""Sends the journal to the broker in seq order and deletes what the server has acknowledged.
+
+The journal, not paho's in-memory queue, is the source of truth: the forwarder reads unacknowledged
+entries after the last one it sent, publishes them at QoS 1, and keeps at most `window` seqs in flight
+beyond the server's last ack (so a long backlog neither floods the broker nor fills the agent's memory).
+Everything is resent from the last ack when the link comes back, or when no ack has come for
+`resend_after_s` while connected (a message the broker lost); the server stores each event once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from edge.journal import Journal
+from protocol import Ack
+
+log = logging.getLogger("venuewatch.edge.forwarder")
+
+
+class Forwarder:
+    def __init__(self, journal: Journal, publish: Callable[[str, bytes], bool], connected: threading.Event,
+                 window: int = 1000, resend_after_s: float = 30.0,
+                 mono: Callable[[], float] = time.monotonic) -> None:
+        self._journal = journal
+        self._publish = publish
+        self._connected = connected
+        self._window = window
+        self._resend_after = resend_after_s
+        self._mono = mono
+        self._wake = threading.Condition()
+        self._acked_upto = journal.floor  # newest ack received (applied to the journal by our thread)
+        self._cursor = journal.floor  # last seq published on this connection
+        self._progress_at = mono()  # last time the ack moved (or we (re)started sending)
+        self._rewind = True
+        self._dirty = False  # woken while busy: do not sleep on the next wait
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.resends = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def wake(self) -> None:
+        """Something new is in the journal (or the link changed)."""
+        with self._wake:
+            self._dirty = True
+            self._wake.notify()
+
+    def link_up(self) -> None:
+        """A new connection: whatever was in flight on the old one may be gone, so send again from the ack."""
+        with self._wake:
+            self._rewind = self._dirty = True
+            self._wake.notify()
+
+    def acked(self, ack: Ack) -> None:
+        """Called on paho's thread: record only; the disk work happens on the forwarder's own thread."""
+        if ack.journal is not None and ack.journal != self._journal.id:
+            log.warning("event=foreign_ack journal=%s ours=%s", ack.journal, self._journal.id)
+            return
+        with self._wake:
+            if ack.upto > self._acked_upto:
+                self._acked_upto = ack.upto
+                self._dirty = True
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception:  # the forwarder must outlive any one failure (a bad row, a paho error)
+                log.exception("event=forwarder_error")
+                self._stop.wait(1)
+
+    def _step(self) -> None:
+        self._apply_ack()
+        if not self._connected.is_set():
+            self._wait(1.0)
+            return
+        floor = self._journal.floor
+        with self._wake:
+            if self._rewind or self._cursor < floor:
+                if self._rewind and self._cursor > floor:
+                    log.info("event=resend from_seq=%d to_seq=%d", floor + 1, self._cursor)
+                self._cursor, self._rewind, self._progress_at = floor, False, self._mono()
+        room = self._window - (self._cursor - floor)
+        entries = self._journal.pending(self._cursor, min(room, 500)) if room > 0 else []
+        for entry in entries:
+            if not self._connected.is_set() or not self._publish(entry.kind, entry.payload):
+                self.link_up()  # the link dropped mid-way: start over from the ack once it is back
+                return
+            self._cursor = entry.seq
+        if entries:
+            return
+        if self._cursor > floor and self._mono() - self._progress_at > self._resend_after:
+            # Sent, connected, and no ack for a long time: something was lost on the way. Go back.
+            self.resends += 1
+            log.warning("event=ack_timeout floor=%d cursor=%d; resending", floor, self._cursor)
+            with self._wake:
+                self._rewind = True
+            return
+        self._wait(1.0)
+
+    def _apply_ack(self) -> None:
+        upto = self._acked_upto
+        if upto > self._journal.floor:
+            self._journal.ack(upto)
+            self._progress_at = self._mono()
+
+    def _wait(self, timeout: float) -> None:
+        with self._wake:
+            if not self._dirty:
+                self._wake.wait(timeout)
+            self._dirty = False

@@ -1,0 +1,101 @@
+"""Real processes for fault tests: a `venuewatch server` that can be SIGKILLed and restarted, agents run
+from generated scenarios, and read-only views of what each side has stored (the counts the tests compare).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from tests.conftest import BIN, make_server_files
+from tests.helpers import wait_for, write_yaml
+
+
+@dataclass
+class ServerProcess:
+    """`venuewatch server` in its own process, on a config written by make_server_files."""
+
+    config_path: Path
+    data_dir: Path
+    proc: subprocess.Popen | None = None
+    url: str = ""
+    log: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, tmp: Path, broker_url: str, venues: list, root: str, client_id: str, **rules: float
+               ) -> ServerProcess:
+        tmp.mkdir(parents=True, exist_ok=True)
+        config_path = make_server_files(tmp, broker_url, venues, client_id=client_id, root=root, **rules)
+        return cls(config_path, tmp / "data")
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        self.proc = subprocess.Popen([str(BIN / "venuewatch"), "server", "--config", str(self.config_path)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = ""
+        while "console at" not in line:
+            line = self.proc.stdout.readline()
+            assert line or self.proc.poll() is None, "server exited early:\n" + "".join(self.log)
+            self.log.append(line)
+        self.url = line.split("console at", 1)[1].strip()
+        wait_for(lambda: requests.get(self.url + "/healthz", timeout=5).json()["broker_connected"],
+                 timeout=timeout, what="server subscribed")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no flush; what was committed is all that survives."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=20)
+
+    def db(self) -> sqlite3.Connection:
+        """Read-only view of the server's SQLite store (WAL: readable while the server writes)."""
+        return sqlite3.connect(f"file:{self.data_dir / 'venuewatch.db'}?mode=ro", uri=True, timeout=10)
+
+    def events(self, device: str | None = None, kind: str = "door") -> list[sqlite3.Row]:
+        with self.db() as conn:
+            conn.row_factory = sqlite3.Row
+            query = "SELECT * FROM events WHERE kind = ?" + (" AND device = ?" if device else "") + " ORDER BY seq"
+            return conn.execute(query, (kind, device) if device else (kind,)).fetchall()
+
+    def alerts(self, rule: str | None = None) -> list[sqlite3.Row]:
+        with self.db() as conn:
+            conn.row_factory = sqlite3.Row
+            query = "SELECT * FROM alerts" + (" WHERE rule = ?" if rule else "") + " ORDER BY id"
+            return conn.execute(query, (rule,) if rule else ()).fetchall()
+
+
+def toggle_scenario(path: Path, door: str, changes: int, interval_s: float, end: str = "stay",
+                    initial: str = "closed") -> Path:
+    """A scenario that opens and closes `door` `changes` times, one change every `interval_s`."""
+    other = {"closed": "open", "open": "closed"}
+    steps, state = [], initial
+    for i in range(changes):
+        state = other[state]
+        steps.append({"at": round((i + 1) * interval_s, 6), "door": door, "state": state})
+    return write_yaml(path, {"initial": {door: initial}, "steps": steps, "end": end})
+
+
+def journal_rows(data_dir: Path, kind: str | None = None) -> list[tuple[int, str, bytes]]:
+    """(seq, kind, payload) of an agent's unacknowledged journal entries, read beside the running agent."""
+    path = data_dir / "journal.db"
+    if not path.exists():
+        return []
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        rows = conn.execute("SELECT seq, kind, payload FROM entries ORDER BY seq").fetchall()
+    return [r for r in rows if kind is None or r[1] == kind]
+
+
+def journal_events(data_dir: Path) -> list[dict]:
+    return [json.loads(p) for _, k, p in journal_rows(data_dir, "event")]
