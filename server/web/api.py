@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from server.alerts import OUTCOMES, STATUSES, LifecycleError
 from server.openapi import OPENAPI
-from server.store import devices, events, sensor_states
+from server.store import devices, events, sensor_states, streams
 from server.web.auth import api_login_required, can_see, scope, services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -140,14 +140,21 @@ def venue_states(venue_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Live door and device state per venue."""
     svc = services()
     result: dict[str, dict[str, Any]] = {v: {"devices": {}, "sensors": []} for v in venue_ids}
+    device_venue = svc.inventory.device_venue
+    owned = [d for d in device_venue if device_venue[d] in result]
     with svc.engine.connect() as conn:
+        gaps = {r.device: r for r in conn.execute(select(streams).where(streams.c.device.in_(owned)))}
         for row in conn.execute(select(devices).where(devices.c.venue_id.in_(venue_ids))):
+            metrics = row.metrics or {}
+            stream = gaps.get(row.id)
             result[row.venue_id]["devices"][row.id] = {
-                "status": row.status, "status_at": _iso(row.status_at), "last_seen": _iso(row.last_seen),
-                "metrics": row.metrics or {},
+                "status": row.status, "status_at": _iso(row.status_at), "status_reason": row.status_reason,
+                "last_seen": _iso(row.last_seen), "metrics": metrics, "metrics_at": _iso(row.metrics_at),
+                "journal_backlog": metrics.get("journal_backlog"), "signal_pct": metrics.get("link.signal_pct"),
+                "clock_skew_s": row.clock_skew_s,
+                "acked_upto": stream.contig if stream else None,
+                "gap_since": _iso(stream.gap_since) if stream else None,
             }
-        device_venue = svc.inventory.device_venue
-        owned = [d for d in device_venue if device_venue[d] in result]
         for row in conn.execute(select(sensor_states).where(sensor_states.c.device.in_(owned))):
             result[device_venue[row.device]]["sensors"].append({
                 "device": row.device, "sensor": row.sensor, "kind": row.kind, "state": row.state,

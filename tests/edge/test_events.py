@@ -45,3 +45,13 @@ def test_system_clock_stays_synced_once_synced_in_this_boot(monkeypatch):
     monkeypatch.setattr(clock_module, "kernel_clock_synced", lambda: next(answers))
     clock = clock_module.SystemClock()
     assert [clock.synced() for _ in range(4)] == [False, True, True, True]
+
+
+def test_modem_signal_quality_is_read_from_modemmanager_output():
+    from edge.health import parse_modem_signal
+
+    sample = ("modem.generic.state                 : connected\n"
+              "modem.generic.signal-quality.value  : 67\n"
+              "modem.generic.signal-quality.recent : yes\n")
+    assert parse_modem_signal(sample) == 67.0
+    assert parse_modem_signal("error: couldn't find modem\n") is None

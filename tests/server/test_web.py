@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -140,6 +142,16 @@ def test_venue_shows_live_door_and_device_state(offline_server, client):
     assert venue["open_now"] is True
     assert venue["devices"]["pi-b"]["status"] == "online"
     assert [(s["sensor"], s["state"]) for s in venue["sensors"]] == [("front", "open")]
+
+
+def test_venue_shows_device_supervision_backlog_signal_and_acknowledged_seq(offline_server, client):
+    telemetry = {"v": 1, "ts": datetime.now(UTC).isoformat(), "seq": 7, "journal": "j1", "floor": 6,
+                 "metrics": {"journal_backlog": 1234, "link.signal_pct": 67}}
+    assert offline_server.ingest.handle("vw/pi-b/telemetry", json.dumps(telemetry).encode()) == "stored"
+    device = client.get("/api/v1/venues/venue-b", headers=bearer(offline_server)).get_json()["devices"]["pi-b"]
+    assert (device["status"], device["status_reason"]) == ("online", "message")  # any live message = alive
+    assert (device["journal_backlog"], device["signal_pct"], device["acked_upto"]) == (1234, 67, 7)
+    assert device["last_seen"] and device["gap_since"] is None
 
 
 def test_security_headers_and_metrics(offline_server, client):

@@ -42,11 +42,26 @@
     return [a.township_name, a.village_name, a.venue_name].filter(Boolean).join(" · ");
   }
 
+  // What duty staff must know to judge an alert: it arrived late, its time is an estimate, a link flaps.
+  function notes(a) {
+    const d = a.detail || {};
+    const out = [];
+    if (d.late) { out.push(`迟报：发生于 ${VW.time(d.occurred_at)}，${d.late_minutes} 分钟后才收到`); }
+    if (d.time_source === "estimated" || d.time_source === "approximate") {
+      out.push(d.time_source === "estimated" ? "设备时钟未同步，时间为估算" : "设备时钟未同步，时间为近似值");
+    }
+    if (d.drops > 1) { out.push(`掉线 ${d.drops} 次${d.drops >= 5 ? "，网络不稳定" : ""}`); }
+    if (d.reason === "silent") { out.push("心跳中断"); }
+    if (d.skew_s !== undefined) { out.push(`设备时钟偏差 ${Math.round(d.skew_s)} 秒`); }
+    if (d.missing) { out.push(`缺失 ${d.missing} 条`); }
+    return out.length ? VW.el("div", { class: "alert-notes" }, out.join("；")) : null;
+  }
+
   function row(a) {
     return VW.el("tr", { "data-alert-id": a.id, class: `sev-${a.severity} st-${a.status}` },
       VW.el("td", {}, VW.time(a.opened_at)),
       VW.el("td", {}, VW.el("span", { class: `badge sev-${a.severity}` }, SEVERITY[a.severity] || a.severity)),
-      VW.el("td", {}, a.title || a.rule),
+      VW.el("td", {}, a.title || a.rule, notes(a)),
       VW.el("td", {}, where(a)),
       VW.el("td", {}, [a.device, a.sensor].filter(Boolean).join(" / ")),
       VW.el("td", {}, STATUS[a.status] + (a.acked_by ? `（${a.acked_by}）` : "")),
