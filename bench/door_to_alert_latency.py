@@ -1,6 +1,6 @@
 """Door edge on the agent → alert on the console's SSE stream, over loopback.
 
-Real parts: gpiozero MockFactory pin edge → agent (seq fsync, paho QoS 1) → mosquitto → server ingest
+Real parts: gpiozero MockFactory pin edge → agent (journal fsync, forwarder, paho QoS 1) → mosquitto → server ingest
 (SQLite WAL, synchronous=FULL) → rule → alert → SSE → HTTP client. Agent, server and client share one
 process and CLOCK_MONOTONIC, so one clock times both ends.
 
@@ -95,15 +95,16 @@ def main() -> int:
     agent.start()
     assert agent.uplink.connected.wait(10)
 
-    # Split the path: when does the agent hand the event to paho (after its fsyncs)?
+    # Split the path: when does the forwarder hand the door event to paho (after the journal's fsync)?
     handed: list[float] = []
-    publish_event = agent.uplink.publish_event
+    publish_entry = agent.uplink.publish_entry
 
-    def timed_publish(event):
-        handed.append(time.monotonic())
-        return publish_event(event)
+    def timed_publish(kind: str, payload: bytes) -> bool:
+        if kind == "event":
+            handed.append(time.monotonic())
+        return publish_entry(kind, payload)
 
-    agent.uplink.publish_event = timed_publish  # type: ignore[method-assign]
+    agent.forwarder._publish = timed_publish
     alerts: queue.Queue = queue.Queue()
     ready = threading.Event()
     threading.Thread(target=stream_alerts, args=(server.url + "/api/v1/stream", token, alerts, ready),
@@ -132,7 +133,7 @@ def main() -> int:
     print(f"p50 {percentile(ms, 50):.1f} ms  p90 {percentile(ms, 90):.1f} ms  p99 {percentile(ms, 99):.1f} ms  "
           f"max {max(ms):.1f} ms  mean {statistics.fmean(ms):.1f} ms")
     rest = [total - edge for total, edge in zip(ms, agent_part, strict=True)]
-    print(f"  of which agent (seq + door memory fsync, event built): p50 {percentile(agent_part, 50):.1f} ms, "
+    print(f"  of which agent (journal + door memory fsync, forwarder): p50 {percentile(agent_part, 50):.1f} ms, "
           f"p99 {percentile(agent_part, 99):.1f} ms")
     print(f"  of which broker + server (store, rule, alert) + SSE: p50 {percentile(rest, 50):.1f} ms, "
           f"p99 {percentile(rest, 99):.1f} ms")

@@ -102,7 +102,12 @@ class Agent:
     def _drain(self, timeout: float) -> None:
         """On a clean stop, give the server a moment to acknowledge what is in flight (it is kept anyway)."""
         deadline = time.monotonic() + timeout
+        floor, moved_at = self.journal.floor, time.monotonic()
         while self.uplink.connected.is_set() and self.journal.backlog()[0] and time.monotonic() < deadline:
+            if self.journal.floor != floor:
+                floor, moved_at = self.journal.floor, time.monotonic()
+            elif time.monotonic() - moved_at > 0.5:
+                return  # no server answering: the journal keeps the rest for next time
             time.sleep(0.05)
 
     def _link_up(self) -> None:
