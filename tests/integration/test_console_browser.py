@@ -94,3 +94,26 @@ def test_console_shows_the_outage_and_sends_an_expired_login_back_to_the_login_p
     srv.server.hub.close()
     page.wait_for_url("**/login?next=*", timeout=20_000)
     assert "值班人员登录" in page.content()
+
+
+def test_a_late_opening_and_the_devices_backlog_are_shown_to_duty_staff(mosquitto, server_factory, page):
+    """An after-hours opening journaled during a 3-hour outage arrives now: on top, labelled late."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_CLOSED, ["sim-a"])])
+    log_in(page, srv.url)
+    happened = datetime.now(UTC) - timedelta(hours=3)
+    late = {"v": 1, "id": "LATE0001", "seq": 5, "device": "sim-a", "ts": happened.isoformat(), "boot": "b1",
+            "mono": 100.0, "synced": True, "kind": "door", "sensor": "front", "state": "open"}
+    heartbeat = {"v": 1, "ts": datetime.now(UTC).isoformat(), "seq": 6, "metrics": {"journal_backlog": 4321}}
+    ingest = srv.server.ingest
+    assert ingest.handle(f"{srv.root}/sim-a/event", json.dumps(late).encode()) == "stored"
+    assert ingest.handle(f"{srv.root}/sim-a/telemetry", json.dumps(heartbeat).encode()) == "stored"
+    row = page.wait_for_selector("#alert-rows tr[data-alert-id]", timeout=15_000)
+    assert "非开放时段开门" in row.text_content()
+    assert "迟报" in row.text_content() and "180 分钟后才收到" in row.text_content()
+
+    page.click("nav a[href='/venues']")
+    health = page.wait_for_selector("tr[data-venue-id=venue-a] [data-device=sim-a] .device-health")
+    assert "待补传 4321 条" in health.text_content() and "最后心跳" in health.text_content()
