@@ -94,8 +94,14 @@ class _Batch:
     changed_sensors: set[tuple[str, str]] = field(default_factory=set)
     decisions: list[Decision] = field(default_factory=list)
     repeated_offline: list[OpenAlert] = field(default_factory=list)  # re-apply unless raised since
-    updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (venue, live update)
+    # Live updates for the consoles, the latest per device or sensor: a replayed backlog of thousands of door
+    # changes reaches the browsers as one final state, not as a flood.
+    updates: dict[tuple[str, str | None], tuple[str, dict[str, Any]]] = field(default_factory=dict)
     acks: set[str] = field(default_factory=set)  # devices whose journal we acknowledge after the commit
+
+    def update(self, key: tuple[str, str | None], venue_id: str, data: dict[str, Any]) -> None:
+        self.updates.pop(key, None)  # re-inserted: keeps the order of the latest changes
+        self.updates[key] = (venue_id, data)
 
     def set_device(self, device: str, **values: Any) -> None:
         self.devices[device].update(values)
@@ -330,8 +336,8 @@ class Ingest:
         if status.state == "online" and not item.retained:
             values["last_seen"] = received
         batch.set_device(device, **values)
-        batch.updates.append((item.venue_id, {"venue": item.venue_id, "device": device, "status": status.state,
-                                              "since": received.isoformat()}))
+        batch.update((device, None), item.venue_id, {"venue": item.venue_id, "device": device,
+                                                     "status": status.state, "since": received.isoformat()})
         batch.decisions.append(device_status(device, venue, status.state, received, reason, self._flap_window))
         return "stored"
 
@@ -393,8 +399,8 @@ class Ingest:
             values.update(status="online", status_at=batch.received, status_reason="message")
             venue = self._inventory.venues[item.venue_id]
             batch.decisions.append(device_status(device, venue, "online", batch.received))
-            batch.updates.append((item.venue_id, {"venue": item.venue_id, "device": device, "status": "online",
-                                                  "since": batch.received.isoformat()}))
+            batch.update((device, None), item.venue_id, {"venue": item.venue_id, "device": device,
+                                                         "status": "online", "since": batch.received.isoformat()})
         batch.set_device(device, **values)
 
     def _sensor(self, batch: _Batch, item: _Item, sensor: str, kind: str | None, state: str, since: datetime,
@@ -414,8 +420,8 @@ class Ingest:
                 return
             current.update(state=state, since=since, kind=kind or current["kind"], event_id=event_id)
         batch.changed_sensors.add(key)
-        batch.updates.append((item.venue_id, {"venue": item.venue_id, "device": item.device, "sensor": sensor,
-                                              "kind": kind, "state": state, "since": since.isoformat()}))
+        batch.update(key, item.venue_id, {"venue": item.venue_id, "device": item.device, "sensor": sensor,
+                                          "kind": kind, "state": state, "since": since.isoformat()})
 
     # --- writing and after the commit ---------------------------------------------------------------------
 
@@ -471,7 +477,7 @@ class Ingest:
                 batch.set_device(device, clock_skew_s=skew)
 
     def _after_commit(self, batch: _Batch) -> None:
-        for venue_id, data in batch.updates:
+        for venue_id, data in batch.updates.values():
             self._hub.publish("state", venue_id, data)
         if self.send_ack:
             for device in batch.acks:

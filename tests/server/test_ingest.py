@@ -177,3 +177,19 @@ def fail_first_alert_write(server, monkeypatch) -> dict[str, int]:
 
     monkeypatch.setattr(server.book, "apply", apply_failing_once)
     return calls
+
+
+def test_a_replayed_backlog_reaches_the_consoles_as_its_final_state_not_a_flood(offline_server):
+    from server.ingest import Message
+
+    sub = offline_server.hub.subscribe(None)
+    states = ["open", "closed"] * 50 + ["open"]
+    outcomes = offline_server.ingest.handle_batch(
+        [Message("vw/pi-b/event", event_payload("pi-b", state)) for state in states])
+    assert outcomes == ["stored"] * len(states)
+    updates = []
+    while (update := sub.get(timeout=0.1)) is not None:
+        updates.append(update)
+    door = [u.data for u in updates if u.type == "state" and u.data.get("sensor") == "front"]
+    assert [d["state"] for d in door] == ["open"]  # one update with the final state
+    assert stored_events(offline_server) == len(states)
