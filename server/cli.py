@@ -85,7 +85,10 @@ def _server(config_path: str) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     if server.http:
-        print(f"venuewatch: console at {server.url}", flush=True)
+        # One write: with PYTHONUNBUFFERED, print() writes text and newline separately and a log line from
+        # another thread could land in between, breaking scripts that read this line.
+        sys.stdout.write(f"venuewatch: console at {server.url}\n")
+        sys.stdout.flush()
     stop.wait()
     server.stop()
     return 0

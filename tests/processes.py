@@ -8,6 +8,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,9 +44,15 @@ class ServerProcess:
             assert line or self.proc.poll() is None, "server exited early:\n" + "".join(self.log)
             self.log.append(line)
         self.url = line.split("console at", 1)[1].strip()
+        # Keep reading its output, or a talkative server would block on a full pipe.
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
         wait_for(lambda: requests.get(self.url + "/healthz", timeout=5).json()["broker_connected"],
                  timeout=timeout, what="server subscribed")
         return self
+
+    def _drain(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.log.append(line)
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no flush; what was committed is all that survives."""
