@@ -42,14 +42,6 @@ RESEND_AFTER_S = 3
 EVENT_LINE = re.compile(r"event=door device=(\S+) sensor=(\S+) state=(\S+) seq=(\d+) id=(\S+)")
 
 
-@pytest.fixture(autouse=True)
-def _whole_lines(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Children with buffered stdout. Under PYTHONUNBUFFERED=1 the server's `print("... console at URL")` is two
-    writes (text, then newline), and a log line from paho's thread can land between them in the shared pipe:
-    ServerProcess.start then reads the URL as `http://127.0.0.1:39085` + `2026-11-26 ... INFO ...`."""
-    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
-
-
 # --- processes ----------------------------------------------------------------------------------------------
 
 
