@@ -77,6 +77,8 @@ class AlertBook:
             return None
         drops = int(recent.detail.get("drops", 1)) + 1
         detail = {**recent.detail, **d.detail, "drops": drops, "last_at": d.at.isoformat()}
+        if "flap_drops" in detail:
+            detail["flapping"] = drops >= int(detail["flap_drops"])
         notes = [*recent.notes, _note(d.at, "system", "reopen", f"recurred ({drops} times)")]
         changed = conn.execute(update(alerts).where(and_(alerts.c.id == recent.id, alerts.c.active_key.is_(None)))
                                .values(status="open", active_key=d.key, resolved_at=None, resolved_by=None,

@@ -176,7 +176,8 @@ class VenueWatchServer:
             log.warning("event=device_silent device=%s", device)
             self.hub.publish("state", venue.id, {"venue": venue.id, "device": device, "status": "offline",
                                                  "since": now.isoformat()})
-            opened += self.book.apply(device_status(device, venue, "offline", now, "silent", flap)) is not None
+            decision = device_status(device, venue, "offline", now, "silent", flap, self.config.supervision.flap_drops)
+            opened += self.book.apply(decision) is not None
         return opened
 
     def _check_gaps(self) -> int:

@@ -128,6 +128,7 @@ class Ingest:
         self._max_skew = timedelta(seconds=rules.clock_skew_s)
         supervision = supervision or SupervisionSettings()
         self._flap_window = timedelta(minutes=supervision.flap_window_minutes)
+        self._flap_drops = supervision.flap_drops
         self.send_ack = send_ack
         self.counters = IngestCounters()
         self.store_ok = True  # false while the database refuses writes (disk full, connection lost)
@@ -338,7 +339,8 @@ class Ingest:
         batch.set_device(device, **values)
         batch.update((device, None), item.venue_id, {"venue": item.venue_id, "device": device,
                                                      "status": status.state, "since": received.isoformat()})
-        batch.decisions.append(device_status(device, venue, status.state, received, reason, self._flap_window))
+        batch.decisions.append(device_status(device, venue, status.state, received, reason, self._flap_window,
+                                             self._flap_drops))
         return "stored"
 
     def _telemetry(self, batch: _Batch, item: _Item) -> str:

@@ -123,15 +123,16 @@ def doors_held_open(
 
 
 def device_status(device: str, venue: VenueInfo, state: str, at: datetime, reason: str = "will",
-                  flap_window: timedelta | None = None) -> OpenAlert | ResolveAlert:
+                  flap_window: timedelta | None = None, flap_drops: int = 5) -> OpenAlert | ResolveAlert:
     """设备离线 on the Last Will, a clean stop or silence; any sign of life resolves it by itself.
 
-    A drop within `flap_window` of the last one re-opens the same alert (server/alerts.py counts the drops).
+    A drop within `flap_window` of the last one re-opens the same alert (server/alerts.py counts the drops);
+    from `flap_drops` drops on, the alert says the link is unstable (网络不稳定).
     """
     key = f"device_offline:{device}"
     if state == "offline":
         return OpenAlert(rule="device_offline", venue_id=venue.id, key=key, at=at, device=device,
-                         detail={"reason": reason}, reopen_within=flap_window)
+                         detail={"reason": reason, "flap_drops": flap_drops}, reopen_within=flap_window)
     return ResolveAlert(key=key, at=at, reason="device back online")
 
 

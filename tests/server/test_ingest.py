@@ -83,6 +83,7 @@ def test_a_flapping_link_is_one_alert_counting_its_drops_and_a_later_drop_a_new_
         handle("vw/pi-a/status", b'{"v":1,"state":"online"}')
     [alert] = offline_server.book.list()
     assert (alert["rule"], alert["status"], alert["detail"]["drops"]) == ("device_offline", "resolved", 50)
+    assert alert["detail"]["flapping"] is True  # 5 drops or more: the link is unstable
     later = datetime.now(UTC) + timedelta(minutes=11)  # past the 10-minute flap window
     offline_server.ingest._now = lambda: later
     handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')

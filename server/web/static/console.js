@@ -50,7 +50,7 @@
     if (d.time_source === "estimated" || d.time_source === "approximate") {
       out.push(d.time_source === "estimated" ? "设备时钟未同步，时间为估算" : "设备时钟未同步，时间为近似值");
     }
-    if (d.drops > 1) { out.push(`掉线 ${d.drops} 次${d.drops >= 5 ? "，网络不稳定" : ""}`); }
+    if (d.drops > 1) { out.push(`掉线 ${d.drops} 次${d.flapping ? "，网络不稳定" : ""}`); }
     if (d.reason === "silent") { out.push("心跳中断"); }
     if (d.skew_s !== undefined) { out.push(`设备时钟偏差 ${Math.round(d.skew_s)} 秒`); }
     if (d.missing) { out.push(`缺失 ${d.missing} 条`); }
