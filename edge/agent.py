@@ -117,13 +117,19 @@ class Agent:
     def _report_losses(self) -> None:
         """The journal dropped entries (its bound was hit during a long outage): tell the server which."""
 
+        more = [True]
+
         def build(seq: int, summary: dict) -> bytes:
+            more[0] = summary["more"]
             event = self._events.make("system", "journal", "dropped", summary, seq=seq, journal=self.journal.id,
                                       floor=self.journal.floor)
             return encode(event)
 
-        if (seq := self.journal.report_losses(build)) is not None:
+        # One report per 1000 lost ranges. Not "until nothing is lost": in a full journal the report itself
+        # evicts a heartbeat, which the next report (next heartbeat) tells.
+        while more[0] and (seq := self.journal.report_losses(build)) is not None:
             log.warning("event=journal_losses_reported device=%s seq=%d", self.config.device, seq)
+            self.forwarder.report_made()
 
     def close_sensors(self) -> None:
         for door in self.doors.values():
@@ -206,6 +212,8 @@ class Agent:
             try:
                 self.journal.append("telemetry", LOW, lambda seq: encode(self.telemetry(seq)))
                 self.forwarder.wake()
+                if self.uplink.connected.is_set():
+                    self._report_losses()  # rows dropped while the backlog was still draining
             except Exception:  # a bad reading must not end the heartbeat for good
                 log.exception("event=telemetry_error device=%s", self.config.device)
             if self._stop.wait(self.config.heartbeat_s):

@@ -4,7 +4,10 @@ The journal, not paho's in-memory queue, is the source of truth: the forwarder r
 entries after the last one it sent, publishes them at QoS 1, and keeps at most `window` seqs in flight
 beyond the server's last ack (so a long backlog neither floods the broker nor fills the agent's memory).
 Everything is resent from the last ack when the link comes back, or when no ack has come for
-`resend_after_s` while connected (a message the broker lost); the server stores each event once.
+`resend_after_s` while connected (a message the broker lost, or a server that is down: the wait then
+doubles up to RESEND_MAX_S, so a county of agents does not flood the broker's queue for a stopped
+server); the server stores each event once. Loss reports go ahead of the backlog (see
+Journal.unacked_reports).
 """
 
 from __future__ import annotations
@@ -12,12 +15,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from edge.journal import Journal
+from edge.journal import LOSS, Entry, Journal
 from protocol import Ack
 
 log = logging.getLogger("venuewatch.edge.forwarder")
+
+RESEND_MAX_S = 900.0
+
+
+def topic_kind(entry: Entry) -> str:
+    return "event" if entry.kind == LOSS else entry.kind
 
 
 class Forwarder:
@@ -35,6 +44,8 @@ class Forwarder:
         self._cursor = journal.floor  # last seq published on this connection
         self._progress_at = mono()  # last time the ack moved (or we (re)started sending)
         self._rewind = True
+        self._reports_due = True  # send unacked loss reports before the backlog
+        self._timeouts = 0  # consecutive ack timeouts: the resend wait doubles with each
         self._dirty = False  # woken while busy: do not sleep on the next wait
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,7 +70,13 @@ class Forwarder:
     def link_up(self) -> None:
         """A new connection: whatever was in flight on the old one may be gone, so send again from the ack."""
         with self._wake:
-            self._rewind = self._dirty = True
+            self._rewind = self._dirty = self._reports_due = True
+            self._wake.notify()
+
+    def report_made(self) -> None:
+        """A new loss report is in the journal: send it ahead of whatever else is waiting."""
+        with self._wake:
+            self._reports_due = self._dirty = True
             self._wake.notify()
 
     def acked(self, ack: Ack) -> None:
@@ -92,29 +109,44 @@ class Forwarder:
                 if self._rewind and self._cursor > floor:
                     log.info("event=resend from_seq=%d to_seq=%d", floor + 1, self._cursor)
                 self._cursor, self._rewind, self._progress_at = floor, False, self._mono()
+            reports_due, self._reports_due = self._reports_due, False
+        if reports_due and not self._send(e for e in self._journal.unacked_reports() if e.seq > self._cursor):
+            return
         room = self._window - (self._cursor - floor)
         entries = self._journal.pending(self._cursor, min(room, 500)) if room > 0 else []
-        for entry in entries:
-            if not self._connected.is_set() or not self._publish(entry.kind, entry.payload):
-                self.link_up()  # the link dropped mid-way: start over from the ack once it is back
-                return
-            self._cursor = entry.seq
+        if not self._send(entries, advance=True):
+            return
         if entries:
             return
-        if self._cursor > floor and self._mono() - self._progress_at > self._resend_after:
-            # Sent, connected, and no ack for a long time: something was lost on the way. Go back.
+        if self._cursor > floor and self._mono() - self._progress_at > self._resend_wait():
+            # Sent, connected, and no ack for a long time: lost on the way, or the server is down. Go back.
             self.resends += 1
-            log.warning("event=ack_timeout floor=%d cursor=%d; resending", floor, self._cursor)
+            self._timeouts += 1
+            log.warning("event=ack_timeout floor=%d cursor=%d next_wait_s=%.0f; resending", floor, self._cursor,
+                        self._resend_wait())
             with self._wake:
-                self._rewind = True
+                self._rewind = self._reports_due = True
             return
         self._wait(1.0)
+
+    def _send(self, entries: Iterable[Entry], advance: bool = False) -> bool:
+        for entry in entries:
+            if not self._connected.is_set() or not self._publish(topic_kind(entry), entry.payload):
+                self.link_up()  # the link dropped mid-way: start over from the ack once it is back
+                return False
+            if advance:
+                self._cursor = entry.seq
+        return True
+
+    def _resend_wait(self) -> float:
+        return min(self._resend_after * 2 ** self._timeouts, max(RESEND_MAX_S, self._resend_after))
 
     def _apply_ack(self) -> None:
         upto = self._acked_upto
         if upto > self._journal.floor:
             self._journal.ack(upto)
             self._progress_at = self._mono()
+            self._timeouts = 0
 
     def _wait(self, timeout: float) -> None:
         with self._wake:

@@ -44,8 +44,9 @@ from typing import Any, NamedTuple
 log = logging.getLogger("venuewatch.edge.journal")
 
 LOW, NORMAL, HIGH = 0, 1, 2
+LOSS = "loss"  # journal kind of a loss report; published as an ordinary event
 
-MAX_REPORTED_RANGES = 1000
+MAX_REPORTED_RANGES = 1000  # per report: ~16 KB of JSON, well under the server's 64 KiB message limit
 _AGE_CHECK_S = 60.0
 _LOG_EVERY_S = 60.0
 _EVICT_CHUNK = 256
@@ -198,32 +199,56 @@ class Journal:
             return self._rows, self._bytes
 
     def report_losses(self, build: Callable[[int, dict[str, Any]], bytes]) -> int | None:
-        """Turn the rows dropped since the last report into one HIGH "event" row; None if nothing was lost.
+        """Turn rows dropped since the last report into a HIGH "loss" row; None if nothing was lost.
 
         The summary passed to `build(seq, summary)`: {"dropped": {kind: rows}, "seq_ranges": [[first, last],
-        ...], "rows": total, "seq_ranges_exact": bool}. Ranges are merged and ascending and name exactly the
-        lost seqs, up to MAX_REPORTED_RANGES of them; beyond that the first 999 are kept and the last range
-        spans all the rest (it then also covers seqs that were delivered, and `seq_ranges_exact` is False).
-        The row and the clearing of the summary are one transaction: a loss is reported once.
+        ...], "rows": seqs in these ranges, "more": bool}. Ranges are merged, ascending, and name exactly the
+        lost seqs (the server closes them as lost: a range must never cover a seq that is still pending).
+        At most MAX_REPORTED_RANGES ranges go in one report; with `more` true the caller asks again for the
+        rest. `dropped` counts every lost row and comes with the first report of a batch of losses.
+        The row and the clearing of what it reports are one transaction: a loss is reported once.
         """
         with self._lock:
-            total = sum(self._lost.values())
-            if not total:
+            if not self._loss_first:
                 return None
-            ranges = [[first, last] for first, last in zip(self._loss_first, self._loss_last, strict=True)]
-            exact = len(ranges) <= MAX_REPORTED_RANGES
-            if not exact:
-                ranges = [*ranges[:MAX_REPORTED_RANGES - 1], [ranges[MAX_REPORTED_RANGES - 1][0], ranges[-1][1]]]
-            summary = {"dropped": {"telemetry": 0, "event": 0, **self._lost}, "seq_ranges": ranges,
-                       "rows": total, "seq_ranges_exact": exact}
             seq = self.last_seq + 1
-            payload = bytes(build(seq, summary))
-            self._lost, self._loss_first, self._loss_last, self._loss_ops = {}, [], [], []
+            for _ in range(4):
+                ranges = [[first, last] for first, last in zip(self._loss_first, self._loss_last, strict=True)]
+                chunk, rest = ranges[:MAX_REPORTED_RANGES], ranges[MAX_REPORTED_RANGES:]
+                dropped = {"telemetry": 0, "event": 0, **self._lost} if self._lost else {}
+                summary = {"dropped": dropped, "seq_ranges": chunk, "rows": sum(b - a + 1 for a, b in chunk),
+                           "more": bool(rest)}
+                payload = bytes(build(seq, summary))
+                # Make room before adding it, so the report does not push out rows it does not tell of; if
+                # that evicted more, build it again to include them.
+                lost_before = sum(self._lost.values())
+                self._reserve(len(payload))
+                if sum(self._lost.values()) == lost_before:
+                    break
+            self._lost = {}
+            self._loss_first, self._loss_last = [a for a, _ in rest], [b for _, b in rest]
+            self._loss_ops = []
             self._lost_dirty = self._loss_rewrite = True
-            self._add(seq, "event", HIGH, payload)
+            self._add(seq, LOSS, HIGH, payload)
             self._enforce_bounds()
             self._flush("report_losses")
             return seq
+
+    def unacked_reports(self) -> list[Entry]:
+        """Loss reports not acknowledged yet. They are sent ahead of the backlog: until the server has one,
+        it cannot acknowledge past the first lost seq, so the backlog behind it could never drain."""
+        with self._lock:
+            found: list[Entry] = []
+            if self._db is not None:
+                try:
+                    rows = self._db.execute("SELECT seq, kind, priority, payload FROM entries WHERE kind = ? "
+                                            "AND seq > ? ORDER BY seq", (LOSS, self.floor)).fetchall()
+                    found = [Entry(*r) for r in rows if r[0] not in self._doomed]
+                except sqlite3.Error as exc:
+                    self._storage_error("read", exc)
+            found += [Entry(r.seq, r.kind, r.priority, r.payload) for r in self._volatile.values()
+                      if r.kind == LOSS and r.seq > self.floor]
+            return sorted(found, key=lambda e: e.seq)
 
     def close(self) -> None:
         with self._lock:
@@ -349,6 +374,15 @@ class Journal:
             if not chosen:
                 break  # nothing we can read is evictable (a failing disk): over the bound until it recovers
             self._drop(chosen)
+
+    def _reserve(self, size: int) -> None:
+        """Evict as the size bound would, leaving `size` bytes free under it."""
+        bound = self.max_bytes
+        self.max_bytes = max(0, bound - size)
+        try:
+            self._enforce_bounds()
+        finally:
+            self.max_bytes = bound
 
     def _size_victims(self, n: int) -> list[_Victim]:
         found: list[_Victim] = []

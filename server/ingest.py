@@ -288,7 +288,8 @@ class Ingest:
                 "payload": event.model_dump(mode="json"),
             })
             batch.stored_ids[event.id] = _StoredTime(when, received, source)
-            self._sensor(batch, item, event.sensor, event.kind, event.state, when, event.id, event.seq, True)
+            if event.kind != "system":  # the agent's own reports are not a sensor of the venue
+                self._sensor(batch, item, event.sensor, event.kind, event.state, when, event.id, event.seq, True)
             if (event.kind, event.sensor, event.state) == LOSS_REPORT:
                 self._losses(batch, item, event)
         else:
@@ -321,6 +322,9 @@ class Ingest:
             if status.ts is not None:
                 self._check_skew(batch, device, status.ts, status.mono, boot)
         before = batch.devices[device]
+        if item.retained and status.state == "online" and before["status"] != "online":
+            # The broker's stored copy of an old `online` says nothing about now: a live message will.
+            return "ignored"
         if before["status"] == status.state:
             # The broker replays the retained status on every (re)subscribe. Same news: only finish what a
             # failed store may have left undone, and never re-open what duty staff resolved.
@@ -356,9 +360,8 @@ class Ingest:
             self._account(batch, device, telemetry.journal, telemetry.seq, telemetry.floor)
         self._alive(batch, item)
         current = batch.devices[device]
-        newer = (telemetry.seq > current["metrics_seq"] if telemetry.seq is not None and current["metrics_seq"]
-                 is not None else current["metrics_at"] is None or measured >= current["metrics_at"])
-        if newer:  # a heartbeat replayed from the journal never hides a newer one
+        # By time, not seq: a new journal (new SD card) starts its seq again at 1.
+        if current["metrics_at"] is None or measured >= current["metrics_at"]:  # a replay never hides newer
             batch.set_device(device, metrics=telemetry.metrics, metrics_at=measured, metrics_seq=telemetry.seq)
         return "stored"
 
@@ -414,6 +417,12 @@ class Ingest:
             batch.sensors[key] = {"device": item.device, "sensor": sensor, "kind": kind, "state": state,
                                   "since": since, "event_id": event_id, "seq": seq, "_new": True}
         else:
+            if from_event and current["event_id"] is None and seq is not None and seq == current["seq"]:
+                # The retained state (sent at reconnect, timed at our receipt) and then its own event from the
+                # journal: the event knows when the door really changed.
+                current.update(since=since, event_id=event_id)
+                batch.changed_sensors.add(key)
+                return
             if not is_newer(current["seq"], current["since"], seq, since, from_event):
                 return
             current["seq"] = seq if seq is not None else current["seq"]
@@ -481,18 +490,18 @@ class Ingest:
     def _after_commit(self, batch: _Batch) -> None:
         for venue_id, data in batch.updates.values():
             self._hub.publish("state", venue_id, data)
-        if self.send_ack:
-            for device in batch.acks:
-                stream = batch.streams[device]
-                if stream is not None:
-                    self.send_ack(device, Ack(upto=stream.contig, journal=stream.journal))
-        # An alert write failing here (disk full) raises OperationalError: the batch is then not acknowledged
-        # to the broker, and its redelivery gives each alert its second chance.
+        # An alert write failing here (disk full) raises OperationalError: the batch is then acknowledged
+        # neither to the broker nor to the agents, and its redelivery gives each alert its second chance.
         for decision in batch.decisions:
             self._book.apply(decision)
         for decision in batch.repeated_offline:
             if not self._book.raised_since(decision.key, decision.at):
                 self._book.apply(decision)
+        if self.send_ack:
+            for device in batch.acks:
+                stream = batch.streams[device]
+                if stream is not None:
+                    self.send_ack(device, Ack(upto=stream.contig, journal=stream.journal))
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ streams = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-# Per device boot: the earliest wall time its monotonic clock can have started (server/timebase.py).
+# Per device boot: the latest wall time its monotonic clock can have started (server/timebase.py).
 boots = Table(
     "boots", metadata,
     Column("device", String(64), primary_key=True),

@@ -2,9 +2,10 @@
 
 A Pi has no real-time clock: until NTP syncs, its wall clock may say 1970 or last week. Its monotonic clock
 (`mono`, seconds since boot) is trustworthy within one boot. For each (device, boot) the server keeps the
-earliest moment the boot can have started: min(received - mono) over the boot's messages. Transit delay
-is never negative, so this bound only improves, and one message that travelled live pins it to within the
-network delay. An event's time is then `boot start + mono`: never in the future of its receipt, never 1970.
+latest moment the boot can have started: min(received - mono) over the boot's messages. Transit delay
+is never negative, so the true start is at or before this bound, the bound only improves, and one message
+that travelled live pins it to within the network delay. An event's time is then `boot start + mono`:
+never in the future of its receipt, never 1970.
 
 A bound is *confirmed* once two messages sent at least CONFIRM_SPAN apart agree on it: messages replayed
 in a burst never agree (sent far apart, received together), live heartbeats always do. Clock skew is only
@@ -25,7 +26,7 @@ EARLIEST = datetime(2025, 1, 1, tzinfo=UTC)  # before this software existed: a c
 
 @dataclass(frozen=True)
 class BootClock:
-    start: datetime  # earliest possible wall time (server clock) of this boot's mono = 0
+    start: datetime  # latest possible wall time (server clock) of this boot's mono = 0
     confirmed: bool = False
     mono: float = 0.0  # mono of the message that gave `start`
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.journal import HIGH, LOW, NORMAL, Entry, Journal
+from edge.journal import HIGH, LOSS, LOW, NORMAL, Entry, Journal
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = 86400.0
@@ -119,8 +119,9 @@ def test_size_bound_drops_oldest_telemetry_first_and_reports_it(tmp_path):
     seq = journal.report_losses(report)
     assert seq == 17
     assert report.got == [(17, {"dropped": {"telemetry": 6, "event": 0}, "seq_ranges": [[1, 2], [4, 5], [7, 8]],
-                                "rows": 6, "seq_ranges_exact": True})]
-    assert journal.pending(16, 10) == [Entry(17, "event", HIGH, b"R17")]
+                                "rows": 6, "more": False})]
+    assert journal.pending(16, 10) == [Entry(17, LOSS, HIGH, b"R17")]
+    assert journal.unacked_reports() == [Entry(17, LOSS, HIGH, b"R17")]  # sent ahead of the backlog
     assert journal.report_losses(report) is None
     journal.close()
     assert Journal(path).report_losses(report) is None  # cleared on disk in the same transaction
@@ -137,15 +138,13 @@ def test_lower_priorities_go_before_high_and_then_the_oldest_high(tmp_path):
     # Over by five rows: LOW 3, NORMAL 2 and 4, then the oldest HIGH: 1 and 5.
     assert seqs(journal) == [6, 7, 8, 9, 10]
     report = Summaries()
-    journal.report_losses(report)
-    assert report.got[0][1]["dropped"] == {"telemetry": 1, "event": 4}
-    assert report.got[0][1]["seq_ranges"] == [[1, 5]]
-    assert report.got[0][1]["rows"] == 5
-    # The report row itself (3 bytes) goes over the bound: the oldest door goes, and is in the next report.
+    assert journal.report_losses(report) == 11
+    # The report row itself (3 bytes) needs room: the oldest door goes first, and is in this same report.
+    assert report.got[-1][1]["dropped"] == {"telemetry": 1, "event": 5}
+    assert report.got[-1][1]["seq_ranges"] == [[1, 6]]
+    assert report.got[-1][1]["rows"] == 6
     assert seqs(journal) == [7, 8, 9, 10, 11]
-    assert journal.report_losses(report) == 12
-    assert report.got[-1][1]["seq_ranges"] == [[6, 6]]
-    assert seqs(journal) == [7, 8, 9, 10, 11, 12]
+    assert journal.report_losses(report) is None  # nothing it did not tell of
 
 
 def test_eviction_matches_a_reference_model(tmp_path):
@@ -187,12 +186,15 @@ def test_eviction_matches_a_reference_model(tmp_path):
             if not lost:
                 assert seq is None
                 continue
+            while sum(len(r[2]) for r in rows.values()) + len(b"R%d" % (last + 1)) > max_bytes:
+                victim = min(rows, key=lambda s: (rows[s][0], s))  # room for the report, told in it
+                lost[victim] = rows.pop(victim)[1]
             kinds = list(lost.values())
             assert report.got[-1] == (last + 1, {
                 "dropped": {"telemetry": kinds.count("telemetry"), "event": kinds.count("event")},
-                "seq_ranges": runs(list(lost)), "rows": len(lost), "seq_ranges_exact": True})
+                "seq_ranges": runs(list(lost)), "rows": len(lost), "more": False})
             lost.clear()
-            model_append(HIGH, "event", b"R%d" % (last + 1))
+            model_append(HIGH, LOSS, b"R%d" % (last + 1))
         else:
             journal.close()
             journal = Journal(path, max_bytes=max_bytes)
@@ -203,20 +205,26 @@ def test_eviction_matches_a_reference_model(tmp_path):
     assert integrity(path) == "ok"
 
 
-def test_more_than_1000_loss_ranges_are_capped(tmp_path):
-    # Isolated losses: each lost telemetry row sits between two kept 1-byte door events.
+def test_more_than_1000_loss_ranges_are_reported_in_exact_chunks(tmp_path):
+    # Isolated losses: each lost telemetry row sits between two kept 1-byte door events. A report may never
+    # cover a kept seq (the server would acknowledge it, and the agent delete it, unsent).
     journal = Journal(tmp_path / "journal.db", max_bytes=1200)
     for _ in range(1050):
         journal.append("telemetry", LOW, lambda s: body(s, 100))
         journal.append("event", HIGH, lambda s: b"d")
     report = Summaries()
     journal.report_losses(report)
-    summary = report.got[0][1]
-    assert summary["rows"] == 1049 == summary["dropped"]["telemetry"]
-    assert len(summary["seq_ranges"]) == 1000
-    assert summary["seq_ranges"][:999] == [[s, s] for s in range(1, 1999, 2)]
-    assert summary["seq_ranges"][-1] == [1999, 2097]  # the rest: 1049 - 999 = 50 lost rows
-    assert summary["seq_ranges_exact"] is False
+    first = report.got[0][1]
+    assert (first["rows"], first["dropped"]["telemetry"], first["more"]) == (1000, 1049, True)
+    assert first["seq_ranges"] == [[s, s] for s in range(1, 2001, 2)]
+    journal.report_losses(report)
+    second = report.got[1][1]
+    assert (second["rows"], second["dropped"], second["more"]) == (49, {}, False)
+    assert second["seq_ranges"] == [[s, s] for s in range(2001, 2099, 2)]
+    assert journal.report_losses(report) is None
+    kept = {e.seq for e in journal.pending(0, 10**6)}
+    lost = {s for _, summary in report.got for a, b in summary["seq_ranges"] for s in range(a, b + 1)}
+    assert not kept & lost
 
 
 def test_age_bound_only_for_rows_created_with_a_synced_clock(tmp_path):

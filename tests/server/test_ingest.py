@@ -194,3 +194,52 @@ def test_a_replayed_backlog_reaches_the_consoles_as_its_final_state_not_a_flood(
     door = [u.data for u in updates if u.type == "state" and u.data.get("sensor") == "front"]
     assert [d["state"] for d in door] == ["open"]  # one update with the final state
     assert stored_events(offline_server) == len(states)
+
+
+def test_a_retained_online_does_not_bring_back_a_device_that_went_silent(offline_server):
+    handle = offline_server.ingest.handle
+    handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')  # the Last Will
+    # Server restart: the broker replays its stored `online` from before the will... and it says nothing.
+    assert handle("vw/pi-a/status", b'{"v":1,"state":"online"}', retained=True) == "ignored"
+    [alert] = offline_server.book.list()
+    assert (alert["rule"], alert["status"]) == ("device_offline", "open")
+    assert handle("vw/pi-a/status", b'{"v":1,"state":"online"}') == "stored"  # a live one does
+    assert offline_server.book.list()[0]["status"] == "resolved"
+
+
+def test_heartbeats_of_a_new_journal_are_not_hidden_by_the_old_counter(offline_server):
+    handle = offline_server.ingest.handle
+
+    def beat(seq: int, journal: str, value: float) -> None:
+        body = {"v": 1, "ts": datetime.now(UTC).isoformat(), "seq": seq, "journal": journal, "floor": 0,
+                "metrics": {"load_1m": value}}
+        assert handle("vw/pi-b/telemetry", json.dumps(body).encode()) == "stored"
+
+    beat(5000, "old-card", 1.0)
+    beat(1, "new-card", 2.0)  # the SD card was replaced: numbering starts again
+    from server.store import devices
+
+    with offline_server.engine.connect() as conn:
+        metrics = conn.execute(select(devices.c.metrics).where(devices.c.id == "pi-b")).scalar_one()
+    assert metrics == {"load_1m": 2.0}
+
+
+def test_a_loss_report_closes_the_gap_raises_data_lost_and_is_not_a_sensor(offline_server):
+    handle = offline_server.ingest.handle
+
+    def event(seq: int, **extra) -> bytes:
+        return event_payload("pi-b", event_id=f"LOSS{seq:04d}", seq=seq, journal="j1", floor=0, **extra)
+
+    handle("vw/pi-b/event", event(1))
+    handle("vw/pi-b/event", event(5))  # 2..4 were dropped by the Pi's full journal
+    report = event(6, kind="system", sensor="journal", state="dropped",
+                   data={"dropped": {"telemetry": 3, "event": 0}, "seq_ranges": [[2, 4]], "rows": 3, "more": False})
+    assert handle("vw/pi-b/event", report) == "stored"
+    from server.store import streams
+
+    with offline_server.engine.connect() as conn:
+        stream = conn.execute(select(streams).where(streams.c.device == "pi-b")).one()
+        sensors = [r.sensor for r in conn.execute(select(sensor_states))]
+    assert (stream.contig, stream.pending, stream.gap_since) == (6, [], None)
+    assert [a["rule"] for a in offline_server.book.list()] == ["data_lost"]
+    assert sensors == ["front"]
