@@ -80,8 +80,11 @@ class AlertBook:
         if "flap_drops" in detail:
             detail["flapping"] = drops >= int(detail["flap_drops"])
         notes = [*recent.notes, _note(d.at, "system", "reopen", f"recurred ({drops} times)")]
+        detail.setdefault("first_opened_at", recent.opened_at.isoformat())
+        # Re-opened now: it goes back on top of the console, and `raised_since` sees the recurrence.
         changed = conn.execute(update(alerts).where(and_(alerts.c.id == recent.id, alerts.c.active_key.is_(None)))
-                               .values(status="open", active_key=d.key, resolved_at=None, resolved_by=None,
+                               .values(status="open", active_key=d.key, opened_at=d.at, resolved_at=None,
+                                       resolved_by=None,
                                        outcome=None, acked_at=None, acked_by=None, detail=detail,
                                        notes=notes)).rowcount
         return recent.id if changed else None

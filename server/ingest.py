@@ -495,7 +495,10 @@ class Ingest:
         for decision in batch.decisions:
             self._book.apply(decision)
         for decision in batch.repeated_offline:
-            if not self._book.raised_since(decision.key, decision.at):
+            # Only if the device is still offline after the whole batch: a live message behind the replayed
+            # will in the same batch has already brought it back.
+            still_offline = batch.devices[decision.device or ""]["status"] == "offline"
+            if still_offline and not self._book.raised_since(decision.key, decision.at):
                 self._book.apply(decision)
         if self.send_ack:
             for device in batch.acks:

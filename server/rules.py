@@ -157,9 +157,10 @@ def data_gap(device: str, venue: VenueInfo, gap_since: datetime | None, missing:
 
 def data_lost(device: str, venue: VenueInfo, event_id: str, summary: dict[str, Any], at: datetime) -> OpenAlert:
     """The agent's journal hit its bound and dropped messages; it told us which (edge/journal.py)."""
-    return OpenAlert(rule="data_lost", venue_id=venue.id, key=f"data_lost:{event_id}", at=at, device=device,
-                     event_ids=(event_id,), once=True,
-                     detail={k: summary[k] for k in ("dropped", "rows") if k in summary})
+    # One alert per device while it is open: an outage whose journal overflowed sends a report with every
+    # heartbeat until the backlog has drained, and duty staff need to hear of it once.
+    return OpenAlert(rule="data_lost", venue_id=venue.id, key=f"data_lost:{device}", at=at, device=device,
+                     event_ids=(event_id,), detail={k: summary[k] for k in ("dropped", "rows") if k in summary})
 
 
 def clock_skew(device: str, venue: VenueInfo, skew_s: float, limit_s: float, at: datetime) -> OpenAlert | ResolveAlert:

@@ -243,3 +243,17 @@ def test_a_loss_report_closes_the_gap_raises_data_lost_and_is_not_a_sensor(offli
     assert (stream.contig, stream.pending, stream.gap_since) == (6, [], None)
     assert [a["rule"] for a in offline_server.book.list()] == ["data_lost"]
     assert sensors == ["front"]
+
+
+def test_a_replayed_will_followed_by_a_live_heartbeat_leaves_no_offline_alert_open(offline_server):
+    from server.ingest import Message
+
+    handle = offline_server.ingest.handle
+    handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')
+    handle("vw/pi-a/status", b'{"v":1,"state":"online"}')
+    handle("vw/pi-a/status", b'{"v":1,"state":"offline"}')  # re-opens the same alert
+    heartbeat = json.dumps({"v": 1, "ts": datetime.now(UTC).isoformat(), "metrics": {"load_1m": 0.1}}).encode()
+    # The broker replays the retained will on our resubscribe; the device's live heartbeat is right behind it.
+    offline_server.ingest.handle_batch([Message("vw/pi-a/status", b'{"v":1,"state":"offline"}', retained=True),
+                                        Message("vw/pi-a/telemetry", heartbeat)])
+    assert [(a["rule"], a["status"]) for a in offline_server.book.list()] == [("device_offline", "resolved")]
