@@ -71,6 +71,7 @@ class Forwarder:
         """A new connection: whatever was in flight on the old one may be gone, so send again from the ack."""
         with self._wake:
             self._rewind = self._dirty = self._reports_due = True
+            self._timeouts = 0  # a new connection is a new situation: wait the normal time again
             self._wake.notify()
 
     def report_made(self) -> None:

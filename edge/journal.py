@@ -12,7 +12,8 @@ Inside the agent one connection is shared by the emitter (append), paho's thread
 (pending), serialised by a lock.
 
 Bounds: the journal keeps at most `max_bytes` of payload, evicting the lowest priority first and the
-oldest first within a priority (door and tamper events last), and drops rows older than `max_age_s` -
+oldest first within a priority (door and tamper events last; loss reports never: the server cannot
+acknowledge past a lost seq until it has the report naming it), and drops rows older than `max_age_s` -
 but only rows whose age can be trusted: a Pi has no real-time clock, so a row created before NTP synced
 carries a meaningless time and is exempt from the age bound (the size bound still applies). Every
 evicted row is recorded as a loss, and `report_losses` turns them into one HIGH event for the server.
@@ -221,12 +222,15 @@ class Journal:
                 payload = bytes(build(seq, summary))
                 # Make room before adding it, so the report does not push out rows it does not tell of; if
                 # that evicted more, build it again to include them.
-                lost_before = sum(self._lost.values())
+                counts_before = dict(self._lost)
                 self._reserve(len(payload))
-                if sum(self._lost.values()) == lost_before:
+                if self._lost == counts_before:
                     break
-            self._lost = {}
-            self._loss_first, self._loss_last = [a for a, _ in rest], [b for _, b in rest]
+            # Whatever is lost and not named in this report stays for the next one (normally only `rest`).
+            told = {(a, b) for a, b in chunk}
+            left = [(a, b) for a, b in zip(self._loss_first, self._loss_last, strict=True) if (a, b) not in told]
+            self._lost = {k: n - counts_before.get(k, 0) for k, n in self._lost.items() if n > counts_before.get(k, 0)}
+            self._loss_first, self._loss_last = [a for a, _ in left], [b for _, b in left]
             self._loss_ops = []
             self._lost_dirty = self._loss_rewrite = True
             self._add(seq, LOSS, HIGH, payload)
@@ -391,13 +395,14 @@ class Journal:
                 # INDEXED BY: walk (priority, seq) in order; a plan over the seq range would sort everything.
                 rows = self._db.execute(
                     "SELECT priority, seq, kind, size FROM entries INDEXED BY entries_victims WHERE seq > ? "
-                    "ORDER BY priority, seq LIMIT ?", (self.floor, n + len(self._doomed))).fetchall()
+                    "AND kind != ? ORDER BY priority, seq LIMIT ?",
+                    (self.floor, LOSS, n + len(self._doomed))).fetchall()
                 found = [_Victim(*r) for r in rows if r[1] not in self._doomed][:n]
             except sqlite3.Error as exc:
                 self._storage_error("read", exc)
         if self._volatile:
             found += heapq.nsmallest(n, (_Victim(r.priority, r.seq, r.kind, len(r.payload))
-                                         for r in self._volatile.values()))
+                                         for r in self._volatile.values() if r.kind != LOSS))
             found.sort()
         return found[:n]
 
@@ -415,12 +420,13 @@ class Journal:
             try:
                 rows = self._db.execute(
                     "SELECT priority, seq, kind, size FROM entries WHERE created_synced = 1 AND created < ? "
-                    "AND seq > ? ORDER BY created LIMIT ?", (cutoff, self.floor, _AGE_CHUNK + len(self._doomed)))
+                    "AND seq > ? AND kind != ? ORDER BY created LIMIT ?",
+                    (cutoff, self.floor, LOSS, _AGE_CHUNK + len(self._doomed)))
                 found = [_Victim(*r) for r in rows if r[1] not in self._doomed][:_AGE_CHUNK]
             except sqlite3.Error as exc:
                 self._storage_error("read", exc)
         found += [_Victim(r.priority, r.seq, r.kind, len(r.payload))
-                  for r in self._volatile.values() if r.synced and r.created < cutoff]
+                  for r in self._volatile.values() if r.synced and r.created < cutoff and r.kind != LOSS]
         if len(found) >= _AGE_CHUNK:
             self._age_checked = -math.inf  # more to drop: again on the next append
         if found:

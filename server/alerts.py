@@ -62,10 +62,22 @@ class AlertBook:
                     return None
                 if d.reopen_within is not None and (alert_id := self._reopen(conn, d)) is not None:
                     return self._announce(alert_id)
+                if d.accumulate and (alert_id := self._accumulate(conn, d)) is not None:
+                    return self._announce(alert_id)
                 alert_id = conn.execute(insert(alerts).values(**row)).inserted_primary_key[0]
         except IntegrityError:
             return None  # this condition already has an active alert
         return self._announce(alert_id)
+
+    def _accumulate(self, conn: Any, d: OpenAlert) -> int | None:
+        """Add a new occurrence's numbers to the open alert of the same condition (None: there is none)."""
+        active = conn.execute(select(alerts).where(alerts.c.active_key == d.key)).first()
+        if active is None:
+            return None
+        changed = conn.execute(update(alerts).where(and_(alerts.c.id == active.id, alerts.c.active_key == d.key))
+                               .values(detail=_add_numbers(active.detail, d.detail),
+                                       event_ids=[*active.event_ids, *d.event_ids])).rowcount
+        return active.id if changed else None
 
     def _reopen(self, conn: Any, d: OpenAlert) -> int | None:
         """Re-open the alert the system resolved moments ago for the same condition, counting recurrences."""
@@ -208,6 +220,20 @@ class AlertBook:
         assert alert is not None
         self._hub.publish("alert", alert["venue"], alert)
         return alert
+
+
+def _add_numbers(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Sum numbers key by key (nested dicts too); other values: the newer one."""
+    merged = dict(old)
+    for key, value in new.items():
+        before = merged.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            merged[key] = _add_numbers(before, value)
+        elif isinstance(value, int | float) and isinstance(before, int | float) and not isinstance(value, bool):
+            merged[key] = before + value
+        else:
+            merged[key] = value
+    return merged
 
 
 def _note(at: datetime, by: str, action: str, text: str) -> dict[str, str]:

@@ -41,6 +41,8 @@ class OpenAlert:
     # Re-open the same alert if the system resolved it less than this long ago (a flapping link is one
     # alert that counts its drops, not fifty alerts).
     reopen_within: timedelta | None = None
+    # While this condition's alert is open, a new occurrence adds its numbers to it (counts of lost data).
+    accumulate: bool = False
 
     @property
     def severity(self) -> Severity:
@@ -160,7 +162,8 @@ def data_lost(device: str, venue: VenueInfo, event_id: str, summary: dict[str, A
     # One alert per device while it is open: an outage whose journal overflowed sends a report with every
     # heartbeat until the backlog has drained, and duty staff need to hear of it once.
     return OpenAlert(rule="data_lost", venue_id=venue.id, key=f"data_lost:{device}", at=at, device=device,
-                     event_ids=(event_id,), detail={k: summary[k] for k in ("dropped", "rows") if k in summary})
+                     event_ids=(event_id,), detail={k: summary[k] for k in ("dropped", "rows") if k in summary},
+                     accumulate=True)
 
 
 def clock_skew(device: str, venue: VenueInfo, skew_s: float, limit_s: float, at: datetime) -> OpenAlert | ResolveAlert:

@@ -58,6 +58,7 @@ def start_mosquitto(workdir: Path, extra_config: str = "persistence false\n") ->
         "allow_anonymous true\n"
         "max_inflight_messages 100\n"
         "max_queued_messages 100000\n"
+        "set_tcp_nodelay true\n"  # as deploy/mosquitto: no Nagle delay on alerts
         f"log_dest file {workdir / 'mosquitto.log'}\n" + extra_config
     )
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

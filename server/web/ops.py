@@ -37,7 +37,8 @@ def metrics() -> Response:
         "# HELP venuewatch_ingest_duplicates_total messages already stored (event id seen before, status unchanged)",
         "# TYPE venuewatch_ingest_duplicates_total counter",
         f"venuewatch_ingest_duplicates_total {counts.get('duplicate', 0)}",
-        "# HELP venuewatch_ingest_ignored_total messages on topics ingest does not handle (ack, cmd, snapshot)",
+        "# HELP venuewatch_ingest_ignored_total messages not stored: our own acks and commands seen on the root, "
+        "snapshots, and replayed retained online statuses",
         "# TYPE venuewatch_ingest_ignored_total counter",
         f"venuewatch_ingest_ignored_total {counts.get('ignored', 0)}",
         "# HELP venuewatch_ingest_store_retries_total handling attempts that found the database unavailable",

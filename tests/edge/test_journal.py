@@ -163,7 +163,7 @@ def test_eviction_matches_a_reference_model(tmp_path):
         last += 1
         rows[last] = (priority, kind, payload)
         while sum(len(r[2]) for r in rows.values()) > max_bytes:
-            victim = min(rows, key=lambda s: (rows[s][0], s))
+            victim = min((s for s in rows if rows[s][1] != LOSS), key=lambda s: (rows[s][0], s))
             lost[victim] = rows.pop(victim)[1]
 
     for step in range(600):
@@ -187,7 +187,8 @@ def test_eviction_matches_a_reference_model(tmp_path):
                 assert seq is None
                 continue
             while sum(len(r[2]) for r in rows.values()) + len(b"R%d" % (last + 1)) > max_bytes:
-                victim = min(rows, key=lambda s: (rows[s][0], s))  # room for the report, told in it
+                # room for the report, told in it
+                victim = min((s for s in rows if rows[s][1] != LOSS), key=lambda s: (rows[s][0], s))
                 lost[victim] = rows.pop(victim)[1]
             kinds = list(lost.values())
             assert report.got[-1] == (last + 1, {
@@ -552,3 +553,16 @@ def test_power_cut_at_any_moment_loses_no_returned_append(tmp_path):
             journal.ack(rng.choice(present))
         journal.close()
     assert len(printed) > 100
+
+
+def test_a_loss_report_is_never_evicted_even_when_only_door_events_are_left(tmp_path):
+    # Without its report the server could never acknowledge past the lost seqs: delivery would stop for good.
+    journal = Journal(tmp_path / "journal.db", max_bytes=1000)
+    for _ in range(12):
+        journal.append("event", HIGH, lambda s: body(s, 100))
+    report = Summaries()
+    first = journal.report_losses(report)
+    for _ in range(30):  # no acks come; doors keep changing
+        journal.append("event", HIGH, lambda s: body(s, 100))
+    assert first in {e.seq for e in journal.pending(0, 10**6)}
+    assert [e.seq for e in journal.unacked_reports()] == [first]

@@ -257,3 +257,14 @@ def test_a_replayed_will_followed_by_a_live_heartbeat_leaves_no_offline_alert_op
     offline_server.ingest.handle_batch([Message("vw/pi-a/status", b'{"v":1,"state":"offline"}', retained=True),
                                         Message("vw/pi-a/telemetry", heartbeat)])
     assert [(a["rule"], a["status"]) for a in offline_server.book.list()] == [("device_offline", "resolved")]
+
+
+def test_later_loss_reports_add_to_the_open_data_lost_alert(offline_server):
+    handle = offline_server.ingest.handle
+    for seq, dropped in ((10, {"telemetry": 40, "event": 0}), (20, {"telemetry": 5, "event": 2})):
+        data = {"dropped": dropped, "seq_ranges": [[seq - 5, seq - 1]], "rows": 5, "more": False}
+        handle("vw/pi-b/event", event_payload("pi-b", event_id=f"REP{seq}", seq=seq, journal="j1", floor=0,
+                                              kind="system", sensor="journal", state="dropped", data=data))
+    [alert] = offline_server.book.list()
+    assert alert["rule"] == "data_lost" and alert["event_ids"] == ["REP10", "REP20"]
+    assert alert["detail"]["dropped"] == {"telemetry": 45, "event": 2}  # lost door events are not hidden
