@@ -268,3 +268,25 @@ def test_later_loss_reports_add_to_the_open_data_lost_alert(offline_server):
     [alert] = offline_server.book.list()
     assert alert["rule"] == "data_lost" and alert["event_ids"] == ["REP10", "REP20"]
     assert alert["detail"]["dropped"] == {"telemetry": 45, "event": 2}  # lost door events are not hidden
+
+
+def test_a_gap_that_stays_open_raises_data_gap_and_its_filling_resolves_it(offline_server):
+    from datetime import timedelta
+
+    handle = offline_server.ingest.handle
+
+    def event(seq: int) -> bytes:
+        return event_payload("pi-b", event_id=f"GAP{seq:04d}", seq=seq, journal="j1", floor=0)
+
+    handle("vw/pi-b/event", event(1))
+    handle("vw/pi-b/event", event(3))  # 2 went missing on the way
+    offline_server._now = lambda: datetime.now(UTC) + timedelta(minutes=5)
+    offline_server.check_timed_rules()
+    assert "data_gap" not in [a["rule"] for a in offline_server.book.list()]  # not yet: a resend may come
+    offline_server._now = lambda: datetime.now(UTC) + timedelta(minutes=11)
+    offline_server.check_timed_rules()
+    [alert] = [a for a in offline_server.book.list() if a["rule"] == "data_gap"]
+    assert (alert["status"], alert["detail"]["missing"]) == ("open", 1)
+    handle("vw/pi-b/event", event(2))  # the agent's resend arrives
+    [alert] = [a for a in offline_server.book.list() if a["rule"] == "data_gap"]
+    assert (alert["status"], alert["resolved_by"]) == ("resolved", "system")
