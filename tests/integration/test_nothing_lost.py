@@ -279,6 +279,16 @@ def diagnostics(server: ServerProcess, agents: list[AgentRun]) -> str:
 # --- tests --------------------------------------------------------------------------------------------------
 
 
+def expect_everything_once(server: ServerProcess, agents: list[AgentRun], changes: int, timeout: float) -> None:
+    """Wait until every change is through, then check it was stored exactly once (with diagnostics if not)."""
+    settle(lambda: everything_through(server, agents, changes), timeout=timeout)
+    print(resends(agents))
+    try:
+        assert_nothing_lost(server, agents, changes)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{diagnostics(server, agents)}") from None
+
+
 def test_broker_killed_mid_stream_loses_nothing(tmp_path):
     """5 agents x 1,000 door changes (one every 4 ms each); mosquitto SIGKILLed ~1 s in, back 2 s later.
 
@@ -317,12 +327,7 @@ def test_broker_killed_mid_stream_loses_nothing(tmp_path):
         made_at_restart = sum(len(a.created()) for a in agents)
         print(f"broker killed with {made_at_kill} events made, {stored_at_kill} stored; "
               f"{made_at_restart} made when it came back")
-        settle(lambda: everything_through(server, agents, changes), timeout=60)
-        print(resends(agents))
-        try:
-            assert_nothing_lost(server, agents, changes)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{diagnostics(server, agents)}") from None
+        expect_everything_once(server, agents, changes, timeout=60)
     finally:
         if paused and server is not None:
             server.proc.send_signal(signal.SIGCONT)
@@ -350,12 +355,7 @@ def test_server_killed_mid_stream_stores_everything_once(tmp_path):
         time.sleep(1)
         restart_server(server)
         print(f"server killed with {made_at_kill} events made, {stored_at_kill} stored")
-        settle(lambda: everything_through(server, agents, changes), timeout=60)
-        print(resends(agents))
-        try:
-            assert_nothing_lost(server, agents, changes)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{diagnostics(server, agents)}") from None
+        expect_everything_once(server, agents, changes, timeout=60)
     finally:
         stop_all(agents, server, broker)
 
@@ -393,11 +393,6 @@ def test_agent_killed_with_unacked_journal_delivers_after_restart(tmp_path):
             restart = write_yaml(tmp_path / f"{agent.device}-restart.yaml", {"initial": {DOOR: final}, "steps": [],
                                                                               "end": "stay"})
             agent.start(restart)
-        settle(lambda: everything_through(server, agents, changes), timeout=40)
-        print(resends(agents))
-        try:
-            assert_nothing_lost(server, agents, changes)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{diagnostics(server, agents)}") from None
+        expect_everything_once(server, agents, changes, timeout=40)
     finally:
         stop_all(agents, server, broker)
