@@ -348,7 +348,7 @@ def test_silent_device_marked_offline_after_heartbeat_plus_grace_and_online_agai
         silent_for = (row.status_at - row.last_seen).total_seconds()
         [offline] = alerts_of(server, "device_offline", device)
         assert (offline.status, offline.detail["reason"], row.status_reason) == ("open", "silent", "silent")
-        assert row.last_seen <= frozen_wall
+        assert row.last_seen <= frozen_wall + timedelta(seconds=0.5)  # a heartbeat may have been on the way
         limit = HEARTBEAT_S + GRACE_S
         # From the last message heard: not before heartbeat_s + grace_s, and at the next timed-rule check.
         assert limit <= silent_for <= limit + CHECK_S + 1.0, silent_for
