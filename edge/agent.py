@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ from protocol import Event, SensorState, Telemetry, encode
 
 log = logging.getLogger("venuewatch.edge.agent")
 
+JPEG_MAGIC = b"\xff\xd8\xff"
+SNAPSHOT_EVENT_ID = re.compile(r"^[0-9A-Za-z_-]{1,44}$")
 START = object()  # marker in place of event data: "the state read when the agent started"
 
 
@@ -184,6 +187,21 @@ class Agent:
         self.journal.append("event", HIGH if kind in ("door", "tamper") else NORMAL, build)
         self.forwarder.wake()
         return built[-1]
+
+    def journal_snapshot(self, event_id: str, jpeg: bytes) -> int:
+        """Journal a JPEG taken for an event; it goes out on `snapshot/<event_id>-<seq>` like any entry.
+
+        Kept as a row of the journal, not a separate file: the picture, its seq and its place in the bounds
+        then change in one fsynced transaction, so a power cut can leave neither a row without its picture
+        nor a picture nobody will send or delete.
+        """
+        if not jpeg.startswith(JPEG_MAGIC):
+            raise ValueError(f"snapshot for {event_id}: not a JPEG")
+        if not SNAPSHOT_EVENT_ID.match(event_id):  # `<event id>-<seq>` must stay a valid topic level
+            raise ValueError(f"snapshot: event id {event_id!r} must be 1-44 of 0-9 A-Z a-z _ -")
+        seq = self.journal.append(f"snapshot:{event_id}", NORMAL, lambda _seq: jpeg)
+        self.forwarder.wake()
+        return seq
 
     @property
     def storage_errors(self) -> int:

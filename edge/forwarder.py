@@ -26,7 +26,11 @@ RESEND_MAX_S = 900.0
 
 
 def topic_kind(entry: Entry) -> str:
-    return "event" if entry.kind == LOSS else entry.kind
+    """Where an entry is published: `kind`, or `kind/sub` for a snapshot (`snapshot/<event id>-<seq>`)."""
+    if entry.kind == LOSS:
+        return "event"
+    kind, _, event_id = entry.kind.partition(":")
+    return f"{kind}/{event_id}-{entry.seq}" if event_id else kind
 
 
 class Forwarder:

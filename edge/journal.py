@@ -438,7 +438,8 @@ class Journal:
                 self._doomed[victim.seq] = victim.size
             self._rows -= 1
             self._bytes -= victim.size
-            self._lost[victim.kind] = self._lost.get(victim.kind, 0) + 1
+            kind = victim.kind.partition(":")[0]  # "snapshot:<event id>" counts as "snapshot"
+            self._lost[kind] = self._lost.get(kind, 0) + 1
         for first, last in _runs(sorted(v.seq for v in victims)):
             self._loss_ops.append(self._merge_loss(first, last))
         if len(self._loss_ops) > MAX_REPORTED_RANGES:  # the disk has been failing: rewrite them all later

@@ -92,8 +92,10 @@ class Uplink:
         self._client.loop_stop()
 
     def publish_entry(self, kind: str, payload: bytes) -> bool:
-        """Publish one journal entry at QoS 1; False if the link is down (the forwarder sends it again)."""
-        info = self._client.publish(self._topic(kind), payload, qos=1)
+        """Publish one journal entry at QoS 1 on `kind` or `kind/sub`; False if the link is down (the
+        forwarder sends it again)."""
+        kind, _, sub = kind.partition("/")
+        info = self._client.publish(self._topic(kind, sub or None), payload, qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def publish_state(self, sensor: str, state: SensorState) -> None:

@@ -86,7 +86,9 @@ class VenueWatchServer:
         self.book = AlertBook(self.engine, self.hub, inventory)
         self.ingest = Ingest(self.engine, inventory, self.book, self.hub, config.tz,
                              config.ingest.max_payload_bytes, root=config.broker.root, now=now,
-                             rules=config.rules, supervision=config.supervision)
+                             rules=config.rules, supervision=config.supervision,
+                             snapshot_dir=config.data_dir / "snapshots",
+                             max_snapshot_bytes=config.ingest.max_snapshot_bytes)
         self.mqtt = MqttIngest(self.ingest, config.broker) if role in ("all", "ingest") else None
         self._stop = threading.Event()
         self._started_at = now()

@@ -9,11 +9,14 @@ the commit. `server/mqttlink.py` is the thin paho-mqtt shell around it.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, tuple_, update
@@ -25,7 +28,7 @@ from server.config import RuleSettings, SupervisionSettings
 from server.hub import Hub
 from server.inventory import Inventory
 from server.rules import DoorFact, OpenAlert, ResolveAlert, clock_skew, data_lost, device_status, door_after_hours
-from server.store import boots, devices, events, insert_ignore, sensor_states, streams
+from server.store import boots, devices, events, insert_ignore, sensor_states, snapshots, streams
 from server.streams import Stream, receive
 from server.timebase import BootClock, event_time, observe
 from server.timebase import clock_skew as measure_skew
@@ -35,7 +38,9 @@ log = logging.getLogger("venuewatch.server.ingest")
 REJECT_REASONS = ("oversized", "unknown_topic", "unknown_device", "bad_json", "bad_version", "invalid",
                   "device_mismatch", "internal_error")
 # Directions the server itself publishes (or that a later version handles): seen on `vw/#`, not errors.
-IGNORED_KINDS = ("ack", "cmd", "snapshot")
+IGNORED_KINDS = ("ack", "cmd")
+SNAPSHOT_SUB = re.compile(r"^(?P<event>[0-9A-Za-z_-]{1,44})-(?P<seq>[0-9]{1,18})$")
+JPEG_MAGIC = b"\xff\xd8\xff"
 LOSS_REPORT = ("system", "journal", "dropped")  # (kind, sensor, state) of an agent's journal-overflow event
 
 Decision = OpenAlert | ResolveAlert
@@ -66,6 +71,15 @@ class IngestCounters:
         return {r: snap.get(f"rejected.{r}", 0) for r in REJECT_REASONS}
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A JPEG for an event, journaled by the agent: `snapshot/<event id>-<seq>` (the seq is its journal's)."""
+
+    event_id: str
+    seq: int
+    jpeg: bytes | None  # None: not a JPEG; its seq still counts, so the agent's journal can move on
+
+
 @dataclass
 class _Item:
     index: int
@@ -88,6 +102,8 @@ class _Batch:
     sensors: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
     stored_ids: dict[str, Any] = field(default_factory=dict)  # id -> row of an event stored before
     new_events: list[dict[str, Any]] = field(default_factory=list)
+    stored_snapshots: set[str] = field(default_factory=set)  # <device>/<event id>-<seq> stored before
+    new_snapshots: list[dict[str, Any]] = field(default_factory=list)
     changed_streams: set[str] = field(default_factory=set)
     changed_boots: set[tuple[str, str]] = field(default_factory=set)
     changed_devices: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -113,7 +129,8 @@ class Ingest:
                  max_payload_bytes: int, root: str = "vw",
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  rules: RuleSettings | None = None, supervision: SupervisionSettings | None = None,
-                 send_ack: Callable[[str, Ack], None] | None = None) -> None:
+                 send_ack: Callable[[str, Ack], None] | None = None, snapshot_dir: Path | None = None,
+                 max_snapshot_bytes: int = 1024 * 1024) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._inventory = inventory
@@ -130,6 +147,8 @@ class Ingest:
         self._flap_window = timedelta(minutes=supervision.flap_window_minutes)
         self._flap_drops = supervision.flap_drops
         self.send_ack = send_ack
+        self._snapshot_dir = snapshot_dir
+        self._max_snapshot = max_snapshot_bytes
         self.counters = IngestCounters()
         self.store_ok = True  # false while the database refuses writes (disk full, connection lost)
 
@@ -189,12 +208,15 @@ class Ingest:
 
     def _decode(self, index: int, message: Message) -> _Item | str:
         topic, payload = message.topic, message.payload
-        if len(payload) > self._max:
-            return self._reject("oversized", f"{len(payload)} bytes > limit {self._max}", topic)
+        limit = self._max_snapshot if topic.startswith(f"{self._root}/") and "/snapshot/" in topic else self._max
+        if len(payload) > limit:
+            return self._reject("oversized", f"{len(payload)} bytes > limit {limit}", topic)
         try:
             parsed = parse_topic(topic, root=self._root)
         except TopicError as exc:
             return self._reject("unknown_topic", str(exc), topic)
+        if parsed.kind == "snapshot":
+            return self._decode_snapshot(index, message, parsed.device, parsed.sub or "")
         if parsed.kind in IGNORED_KINDS:
             return "ignored"
         venue = self._inventory.venue_of(parsed.device)
@@ -208,6 +230,17 @@ class Ingest:
             raise ProtocolError("device_mismatch",
                                 f"{topic}: device: payload says {claimed!r}, topic says {parsed.device!r}")
         return _Item(index, parsed.kind, parsed.device, venue.id, body, parsed.sub, message.retained)
+
+    def _decode_snapshot(self, index: int, message: Message, device: str, sub: str) -> _Item | str:
+        match = SNAPSHOT_SUB.match(sub)
+        if match is None:
+            return self._reject("unknown_topic", f"snapshot/{sub}: use snapshot/<event id>-<seq>", message.topic)
+        venue = self._inventory.venue_of(device)
+        if venue is None:
+            return self._reject("unknown_device", f"device {device!r} is not in the inventory", message.topic)
+        jpeg = message.payload if message.payload.startswith(JPEG_MAGIC) else None
+        body = Snapshot(match["event"], int(match["seq"]), jpeg)
+        return _Item(index, "snapshot", device, venue.id, body, sub, message.retained)
 
     # --- storing ----------------------------------------------------------------------------------------
 
@@ -255,6 +288,10 @@ class Ingest:
         if boot_keys:
             for row in conn.execute(select(boots).where(tuple_(boots.c.device, boots.c.boot).in_(boot_keys))):
                 batch.boots[(row.device, row.boot)] = BootClock(row.start, row.confirmed, row.mono)
+        names = [f"{i.device}/{i.body.event_id}-{i.body.seq}" for i in items if i.kind == "snapshot"]
+        if names:
+            batch.stored_snapshots.update(conn.execute(select(snapshots.c.id).where(snapshots.c.id.in_(names)))
+                                          .scalars())
         ids = [i.body.id for i in items if i.kind == "event"]
         if ids:
             query = select(events.c.id, events.c.occurred_at, events.c.received_at, events.c.time_source)
@@ -312,6 +349,28 @@ class Ingest:
         log.warning("event=agent_data_lost device=%s dropped=%s", item.device, event.data.get("dropped"))
         venue = self._inventory.venues[item.venue_id]
         batch.decisions.append(data_lost(item.device, venue, event.id, event.data, batch.received))
+
+    def _snapshot(self, batch: _Batch, item: _Item) -> str:
+        snap: Snapshot = item.body
+        stream = batch.streams.get(item.device)
+        # A picture carries no journal id of its own: it belongs to the journal the device speaks from now.
+        self._account(batch, item.device, stream.journal if stream else None, snap.seq, None)
+        self._alive(batch, item)
+        if snap.jpeg is None:
+            return self._reject("invalid", f"snapshot {item.sub}: not a JPEG (it must start with FF D8 FF)",
+                                f"{item.device}/snapshot/{item.sub}")
+        if self._snapshot_dir is None:
+            return "ignored"
+        name = f"{item.device}/{snap.event_id}-{snap.seq}"
+        if name in batch.stored_snapshots:
+            return "duplicate"
+        path = self._snapshot_dir / f"{name}.jpg"
+        write_durably(path, snap.jpeg)  # before the commit that indexes it
+        batch.stored_snapshots.add(name)
+        batch.new_snapshots.append({"id": name, "device": item.device, "venue_id": item.venue_id,
+                                    "event_id": snap.event_id, "seq": snap.seq, "path": str(path),
+                                    "size": len(snap.jpeg), "received_at": batch.received})
+        return "stored"
 
     def _status(self, batch: _Batch, item: _Item) -> str:
         status: Status = item.body
@@ -439,6 +498,8 @@ class Ingest:
     def _write(self, conn: Connection, batch: _Batch) -> None:
         if batch.new_events:
             conn.execute(insert_ignore(self._dialect, events), batch.new_events)
+        if batch.new_snapshots:
+            conn.execute(insert_ignore(self._dialect, snapshots), batch.new_snapshots)
         now = batch.received
         for device in batch.changed_streams:
             s = batch.streams[device]
@@ -532,3 +593,18 @@ def is_newer(current_seq: int | None, current_since: datetime, seq: int | None, 
         return by_seq
     return by_seq or current_seq is None or since > current_since + timedelta(seconds=1)
 
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write a file so that it survives a power cut once this returns (file and directory entry synced)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

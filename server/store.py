@@ -135,6 +135,20 @@ events = Table(
     Index("ix_events_device_seq", "device", "seq"),
 )
 
+# Snapshot pictures: the JPEG is a file under data_dir/snapshots/<device>/, this is its index.
+snapshots = Table(
+    "snapshots", metadata,
+    Column("id", String(160), primary_key=True),  # <device>/<event id>-<seq>
+    Column("device", String(64), nullable=False),
+    Column("venue_id", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_snapshots_event", "event_id"),
+)
+
 alerts = Table(
     "alerts", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

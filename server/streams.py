@@ -62,6 +62,8 @@ def receive(stream: Stream | None, journal: str | None, first: int, last: int, f
     its journal): it never makes us wait for those again, e.g. after our database was restored from backup.
     A different journal id (a new SD card, a reinstalled agent) starts a new stream.
     """
+    if stream is not None and stream.journal is None and journal is not None:
+        stream = replace(stream, journal=journal)  # seen first through a message without its journal id
     if stream is None or stream.journal != journal:
         base = floor if floor is not None else first - 1
         stream = Stream(journal=journal, contig=max(base, 0))

@@ -566,3 +566,17 @@ def test_a_loss_report_is_never_evicted_even_when_only_door_events_are_left(tmp_
         journal.append("event", HIGH, lambda s: body(s, 100))
     assert first in {e.seq for e in journal.pending(0, 10**6)}
     assert [e.seq for e in journal.unacked_reports()] == [first]
+
+
+def test_snapshots_go_after_heartbeats_and_before_door_events_and_are_counted_as_snapshots(tmp_path):
+    journal = Journal(tmp_path / "journal.db", max_bytes=900)
+    journal.append("telemetry", LOW, lambda s: body(s, 100))  # 1
+    journal.append("snapshot:EV1", NORMAL, lambda s: body(s, 400))  # 2
+    journal.append("event", HIGH, lambda s: body(s, 100))  # 3
+    journal.append("snapshot:EV2", NORMAL, lambda s: body(s, 400))  # 4: over by 100
+    assert seqs(journal) == [2, 3, 4]
+    journal.append("event", HIGH, lambda s: body(s, 100))  # 5: over again; the oldest snapshot goes
+    assert seqs(journal) == [3, 4, 5]
+    report = Summaries()
+    journal.report_losses(report)
+    assert report.got[-1][1]["dropped"] == {"telemetry": 1, "event": 0, "snapshot": 1}

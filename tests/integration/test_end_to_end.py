@@ -87,3 +87,36 @@ def test_telemetry_heartbeat_reaches_the_venue_view(mosquitto, server_factory, t
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=10)
+
+
+def test_a_snapshot_taken_while_the_link_was_down_arrives_byte_for_byte(mosquitto, server_factory, tmp_path):
+    """Journaled like an event (as a row of the journal), sent when the link returns, deleted on the ack."""
+    from pathlib import Path
+
+    from gpiozero.pins.mock import MockFactory
+
+    from edge.agent import Agent
+    from edge.config import load_device_config
+
+    jpeg = (Path(__file__).resolve().parents[3] / "shared/data/cdnet-highway/input/in000100.jpg").read_bytes()
+    root = "vwsnap"
+    agent = Agent(load_device_config(device_yaml(tmp_path, "sim-a", "mqtt://127.0.0.1:9", root=root)),
+                  pin_factory=MockFactory())  # no broker there: the 4G is down
+    agent.start()
+    try:
+        seq = agent.journal_snapshot("EVSNAP0001", jpeg)
+        assert seq in {e.seq for e in agent.journal.pending(0, 1000)}
+    finally:
+        agent.stop()
+    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_OPEN, ["sim-a"])], root=root)
+    agent = Agent(load_device_config(device_yaml(tmp_path, "sim-a", mosquitto.url, root=root)),
+                  pin_factory=MockFactory())  # the Pi again, now with its link
+    agent.start()
+    try:
+        stored = srv.data_dir / "snapshots" / "sim-a" / f"EVSNAP0001-{seq}.jpg"
+        wait_for(stored.exists, timeout=15, what="the snapshot on the server")
+        assert stored.read_bytes() == jpeg
+        wait_for(lambda: seq <= agent.journal.floor, timeout=15, what="the ack")
+        assert all(not e.kind.startswith("snapshot") for e in agent.journal.pending(0, 10**6))
+    finally:
+        agent.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -290,3 +291,25 @@ def test_a_gap_that_stays_open_raises_data_gap_and_its_filling_resolves_it(offli
     handle("vw/pi-b/event", event(2))  # the agent's resend arrives
     [alert] = [a for a in offline_server.book.list() if a["rule"] == "data_gap"]
     assert (alert["status"], alert["resolved_by"]) == ("resolved", "system")
+
+
+REAL_JPEG = Path(__file__).resolve().parents[3] / "shared/data/cdnet-highway/input/in000001.jpg"
+
+
+def test_a_journaled_snapshot_is_stored_once_and_counts_in_the_devices_sequence(offline_server):
+    jpeg = REAL_JPEG.read_bytes()
+    handle = offline_server.ingest.handle
+    handle("vw/pi-b/event", event_payload("pi-b", event_id="SNAPEV1", seq=1, journal="j1", floor=0))
+    assert handle("vw/pi-b/snapshot/SNAPEV1-2", jpeg) == "stored"
+    assert handle("vw/pi-b/snapshot/SNAPEV1-2", jpeg) == "duplicate"  # the agent's resend
+    stored = offline_server.config.data_dir / "snapshots" / "pi-b" / "SNAPEV1-2.jpg"
+    assert stored.read_bytes() == jpeg
+    # Not a picture: refused, but its seq is done with, so the agent's journal is not held up by it.
+    assert handle("vw/pi-b/snapshot/SNAPEV1-3", b"<html>") == "rejected.invalid"
+    assert handle("vw/pi-b/snapshot/SNAPEV1", jpeg) == "rejected.unknown_topic"
+    from server.store import snapshots, streams
+
+    with offline_server.engine.connect() as conn:
+        assert conn.execute(select(streams.c.contig).where(streams.c.device == "pi-b")).scalar_one() == 3
+        rows = conn.execute(select(snapshots.c.id, snapshots.c.size)).all()
+    assert [(r.id, r.size) for r in rows] == [("pi-b/SNAPEV1-2", len(jpeg))]
