@@ -105,3 +105,17 @@ def _socket_of(response: requests.Response) -> socket.socket | None:
     fp = getattr(response.raw, "_fp", None)
     socket_io = getattr(getattr(fp, "fp", None), "raw", None)
     return getattr(socket_io, "_sock", None)
+
+
+CDNET_CANDIDATES = (Path(__file__).resolve().parents[2] / "shared/data/cdnet-highway",
+                    Path("/work/shared/data/cdnet-highway"))
+
+
+def cdnet_frame(number: int) -> bytes:
+    """A real camera frame (JPEG) of the CDnet 2014 highway sequence shipped beside the repository."""
+    for base in CDNET_CANDIDATES:
+        path = base / "input" / f"in{number:06d}.jpg"
+        if path.exists():
+            return path.read_bytes()
+    raise FileNotFoundError(f"CDnet highway frames not found in {', '.join(map(str, CDNET_CANDIDATES))} "
+                            "(see ../shared/data/cdnet-highway/README)")

@@ -91,14 +91,13 @@ def test_telemetry_heartbeat_reaches_the_venue_view(mosquitto, server_factory, t
 
 def test_a_snapshot_taken_while_the_link_was_down_arrives_byte_for_byte(mosquitto, server_factory, tmp_path):
     """Journaled like an event (as a row of the journal), sent when the link returns, deleted on the ack."""
-    from pathlib import Path
-
     from gpiozero.pins.mock import MockFactory
 
     from edge.agent import Agent
     from edge.config import load_device_config
+    from tests.helpers import cdnet_frame
 
-    jpeg = (Path(__file__).resolve().parents[3] / "shared/data/cdnet-highway/input/in000100.jpg").read_bytes()
+    jpeg = cdnet_frame(100)
     root = "vwsnap"
     agent = Agent(load_device_config(device_yaml(tmp_path, "sim-a", "mqtt://127.0.0.1:9", root=root)),
                   pin_factory=MockFactory())  # no broker there: the 4G is down

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -293,11 +292,10 @@ def test_a_gap_that_stays_open_raises_data_gap_and_its_filling_resolves_it(offli
     assert (alert["status"], alert["resolved_by"]) == ("resolved", "system")
 
 
-REAL_JPEG = Path(__file__).resolve().parents[3] / "shared/data/cdnet-highway/input/in000001.jpg"
-
-
 def test_a_journaled_snapshot_is_stored_once_and_counts_in_the_devices_sequence(offline_server):
-    jpeg = REAL_JPEG.read_bytes()
+    from tests.helpers import cdnet_frame
+
+    jpeg = cdnet_frame(1)
     handle = offline_server.ingest.handle
     handle("vw/pi-b/event", event_payload("pi-b", event_id="SNAPEV1", seq=1, journal="j1", floor=0))
     assert handle("vw/pi-b/snapshot/SNAPEV1-2", jpeg) == "stored"
