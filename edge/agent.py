@@ -32,6 +32,7 @@ from protocol import Event, SensorState, Telemetry, encode
 log = logging.getLogger("venuewatch.edge.agent")
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+MAX_SNAPSHOT_BYTES = 200 * 1024  # 4G-friendly, and below the broker's max_packet_size
 SNAPSHOT_EVENT_ID = re.compile(r"^[0-9A-Za-z_-]{1,44}$")
 START = object()  # marker in place of event data: "the state read when the agent started"
 
@@ -197,6 +198,10 @@ class Agent:
         """
         if not jpeg.startswith(JPEG_MAGIC):
             raise ValueError(f"snapshot for {event_id}: not a JPEG")
+        if len(jpeg) > MAX_SNAPSHOT_BYTES:
+            # The broker drops a client whose packet exceeds max_packet_size (deploy: 256 KiB); journaled,
+            # it would be resent on every connect and block everything behind it.
+            raise ValueError(f"snapshot for {event_id}: {len(jpeg)} bytes > {MAX_SNAPSHOT_BYTES}; send it smaller")
         if not SNAPSHOT_EVENT_ID.match(event_id):  # `<event id>-<seq>` must stay a valid topic level
             raise ValueError(f"snapshot: event id {event_id!r} must be 1-44 of 0-9 A-Z a-z _ -")
         seq = self.journal.append(f"snapshot:{event_id}", NORMAL, lambda _seq: jpeg)

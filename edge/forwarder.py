@@ -86,8 +86,12 @@ class Forwarder:
 
     def acked(self, ack: Ack) -> None:
         """Called on paho's thread: record only; the disk work happens on the forwarder's own thread."""
-        if ack.journal is not None and ack.journal != self._journal.id:
+        if ack.journal != self._journal.id:
+            # Another journal's (an older card, a server that does not know ours): never trusted.
             log.warning("event=foreign_ack journal=%s ours=%s", ack.journal, self._journal.id)
+            return
+        if ack.upto > self._journal.last_seq:
+            log.warning("event=ack_beyond_last upto=%d last_seq=%d", ack.upto, self._journal.last_seq)
             return
         with self._wake:
             if ack.upto > self._acked_upto:

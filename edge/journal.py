@@ -478,7 +478,7 @@ class Journal:
             if self._floor_dirty:
                 db.execute("DELETE FROM entries WHERE seq <= ?", (self.floor,))
             db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                           [("last_seq", str(self.last_seq)), ("floor", str(self.floor))])
+                           [("id", self.id), ("last_seq", str(self.last_seq)), ("floor", str(self.floor))])
             if self._loss_rewrite:
                 db.execute("DELETE FROM losses")
                 db.executemany("INSERT INTO losses (first, last) VALUES (?, ?)",
@@ -517,6 +517,11 @@ class Journal:
 
     def _storage_error(self, op: str, exc: Exception | str) -> None:
         self.write_errors += 1
+        if not self._failing and op not in ("read", "open"):
+            # From now on seqs are issued from memory: if the agent restarts before the disk recovers, the
+            # file's older `last_seq` would hand them out again. A new id makes the server count those
+            # numbers apart (a new stream), so its acks for these rows can never delete different ones.
+            self.id = secrets.token_hex(8)
         self._failing = True
         mono = time.monotonic()
         if mono - self._logged_at >= _LOG_EVERY_S:  # a dead card fails every write: say so once a minute

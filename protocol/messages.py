@@ -19,6 +19,9 @@ PROTOCOL_VERSION = 1
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
 SensorId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# A monotonic clock reading (seconds since boot) beyond ten years is not one: it would move a boot's start
+# decades back (server/timebase.py).
+Mono = Annotated[float, Field(ge=0, le=10 * 365 * 86400)]
 JournalId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 
 EventKind = Literal["door", "motion", "tamper", "camera", "button", "system"]
@@ -48,7 +51,7 @@ class Event(_Message):
     device: DeviceId
     ts: AwareDatetime
     boot: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    mono: Annotated[float, Field(ge=0)]
+    mono: Mono
     synced: bool
     kind: EventKind
     sensor: SensorId
@@ -77,7 +80,7 @@ class Status(_Message):
     device: DeviceId | None = None
     boot: str | None = None
     # Sent live at connect: with `ts` it lets the server check the device's clock (server/timebase.py).
-    mono: Annotated[float, Field(ge=0)] | None = None
+    mono: Mono | None = None
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -97,7 +100,7 @@ class Telemetry(_Message):
     metrics: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,128}$")], float]
     device: DeviceId | None = None
     boot: str | None = None
-    mono: Annotated[float, Field(ge=0)] | None = None
+    mono: Mono | None = None
     synced: bool | None = None
     # Journaled heartbeats share the events' seq counter (so the server's gap tracking sees everything).
     seq: Annotated[int, Field(ge=0)] | None = None

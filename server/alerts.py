@@ -63,7 +63,7 @@ class AlertBook:
                 if d.reopen_within is not None and (alert_id := self._reopen(conn, d)) is not None:
                     return self._announce(alert_id)
                 if d.accumulate and (alert_id := self._accumulate(conn, d)) is not None:
-                    return self._announce(alert_id)
+                    return None if alert_id < 0 else self._announce(alert_id)
                 alert_id = conn.execute(insert(alerts).values(**row)).inserted_primary_key[0]
         except IntegrityError:
             return None  # this condition already has an active alert
@@ -71,6 +71,9 @@ class AlertBook:
 
     def _accumulate(self, conn: Any, d: OpenAlert) -> int | None:
         """Add a new occurrence's numbers to the open alert of the same condition (None: there is none)."""
+        seen = conn.execute(select(alerts.c.event_ids).where(alerts.c.key == d.key)).scalars().all()
+        if d.event_ids and any(set(d.event_ids) <= set(ids) for ids in seen):
+            return -1  # this occurrence was counted before (a resend): nothing to add, nothing to raise
         active = conn.execute(select(alerts).where(alerts.c.active_key == d.key)).first()
         if active is None:
             return None

@@ -167,10 +167,12 @@ class VenueWatchServer:
         silent_after = timedelta(seconds=self.config.supervision.silent_after_s)
         flap = timedelta(minutes=self.config.supervision.flap_window_minutes)
         opened = 0
-        for device in silent_devices([(r.id, r.last_seen) for r in rows], listening, now, silent_after):
+        last_heard = {r.id: r.last_seen for r in rows}
+        for device in silent_devices(list(last_heard.items()), listening, now, silent_after):
             with self.engine.begin() as conn:
-                changed = conn.execute(update(devices).where(
-                    (devices.c.id == device) & (devices.c.status == "online")).values(
+                seen = last_heard[device]
+                changed = conn.execute(update(devices).where(  # unless it spoke since we looked
+                    (devices.c.id == device) & (devices.c.status == "online") & (devices.c.last_seen == seen)).values(
                     status="offline", status_at=now, status_reason="silent")).rowcount
             if not changed:
                 continue  # a message arrived meanwhile
@@ -198,8 +200,17 @@ class VenueWatchServer:
             if decision is None:
                 continue
             with self.engine.begin() as conn:
-                conn.execute(update(streams).where(streams.c.device == row.device).values(gap_alerted=True))
-            opened += self.book.apply(decision) is not None
+                claimed = conn.execute(update(streams).where(  # only if the gap is still the one we saw
+                    (streams.c.device == row.device) & (streams.c.gap_alerted == False)  # noqa: E712
+                    & (streams.c.gap_since == row.gap_since)).values(gap_alerted=True)).rowcount
+            if not claimed:
+                continue
+            try:
+                opened += self.book.apply(decision) is not None
+            except Exception:
+                with self.engine.begin() as conn:  # let the next check try again
+                    conn.execute(update(streams).where(streams.c.device == row.device).values(gap_alerted=False))
+                raise
         return opened
 
     def _check_doors(self) -> int:

@@ -31,8 +31,9 @@ class HttpSettings(_Strict):
 
 class IngestSettings(_Strict):
     max_payload_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024, description="larger messages are rejected")
-    max_snapshot_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024,
-                                    description="larger snapshot pictures are rejected")
+    max_snapshot_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024,
+                                    description="larger snapshot pictures are rejected (keep it at or below the "
+                                    "broker's max_packet_size)")
 
 
 class RuleSettings(_Strict):

@@ -77,7 +77,8 @@ class Snapshot:
 
     event_id: str
     seq: int
-    jpeg: bytes | None  # None: not a JPEG; its seq still counts, so the agent's journal can move on
+    jpeg: bytes | None  # None: refused (`problem`); its seq still counts, so the agent's journal moves on
+    problem: str | None = None
 
 
 @dataclass
@@ -208,15 +209,16 @@ class Ingest:
 
     def _decode(self, index: int, message: Message) -> _Item | str:
         topic, payload = message.topic, message.payload
-        limit = self._max_snapshot if topic.startswith(f"{self._root}/") and "/snapshot/" in topic else self._max
-        if len(payload) > limit:
-            return self._reject("oversized", f"{len(payload)} bytes > limit {limit}", topic)
         try:
             parsed = parse_topic(topic, root=self._root)
         except TopicError as exc:
+            if len(payload) > self._max:
+                return self._reject("oversized", f"{len(payload)} bytes > limit {self._max}", topic)
             return self._reject("unknown_topic", str(exc), topic)
         if parsed.kind == "snapshot":
             return self._decode_snapshot(index, message, parsed.device, parsed.sub or "")
+        if len(payload) > self._max:
+            return self._reject("oversized", f"{len(payload)} bytes > limit {self._max}", topic)
         if parsed.kind in IGNORED_KINDS:
             return "ignored"
         venue = self._inventory.venue_of(parsed.device)
@@ -238,8 +240,10 @@ class Ingest:
         venue = self._inventory.venue_of(device)
         if venue is None:
             return self._reject("unknown_device", f"device {device!r} is not in the inventory", message.topic)
-        jpeg = message.payload if message.payload.startswith(JPEG_MAGIC) else None
-        body = Snapshot(match["event"], int(match["seq"]), jpeg)
+        payload = message.payload
+        problem = (f"{len(payload)} bytes > limit {self._max_snapshot}" if len(payload) > self._max_snapshot
+                   else None if payload.startswith(JPEG_MAGIC) else "not a JPEG (it must start with FF D8 FF)")
+        body = Snapshot(match["event"], int(match["seq"]), None if problem else payload, problem)
         return _Item(index, "snapshot", device, venue.id, body, sub, message.retained)
 
     # --- storing ----------------------------------------------------------------------------------------
@@ -331,6 +335,10 @@ class Ingest:
                 self._losses(batch, item, event)
         else:
             when, received, source = stored.occurred_at, stored.received_at, stored.time_source
+            if (event.kind, event.sensor, event.state) == LOSS_REPORT:
+                # Its alert's second chance (the alert book adds each report to the alert only once).
+                venue = self._inventory.venues[item.venue_id]
+                batch.decisions.append(data_lost(item.device, venue, event.id, event.data, batch.received))
         if event.kind == "door":
             # Also for a resend: if the store failed after the event was written but before its alert, this
             # is the alert's second chance. The alert book raises each opening's alert at most once.
@@ -353,12 +361,15 @@ class Ingest:
     def _snapshot(self, batch: _Batch, item: _Item) -> str:
         snap: Snapshot = item.body
         stream = batch.streams.get(item.device)
-        # A picture carries no journal id of its own: it belongs to the journal the device speaks from now.
-        self._account(batch, item.device, stream.journal if stream else None, snap.seq, None)
+        # A picture carries no journal id (nor floor) of its own: it counts in the stream the device speaks
+        # from now. Without one (our stream row is gone), it cannot start one: we would acknowledge seqs
+        # below it that we never stored. The agent resends it behind its events, which carry both.
+        if stream is not None:
+            self._account(batch, item.device, stream.journal, snap.seq, None)
         self._alive(batch, item)
         if snap.jpeg is None:
-            return self._reject("invalid", f"snapshot {item.sub}: not a JPEG (it must start with FF D8 FF)",
-                                f"{item.device}/snapshot/{item.sub}")
+            reason = "oversized" if snap.problem and "limit" in snap.problem else "invalid"
+            return self._reject(reason, f"snapshot {item.sub}: {snap.problem}", f"{item.device}/snapshot/{item.sub}")
         if self._snapshot_dir is None:
             return "ignored"
         name = f"{item.device}/{snap.event_id}-{snap.seq}"
@@ -564,7 +575,7 @@ class Ingest:
         if self.send_ack:
             for device in batch.acks:
                 stream = batch.streams[device]
-                if stream is not None:
+                if stream is not None and stream.journal is not None:  # only a journal can be acknowledged
                     self.send_ack(device, Ack(upto=stream.contig, journal=stream.journal))
 
 

@@ -62,7 +62,7 @@ def event_time(ts: datetime, synced: bool, mono: float, boot: BootClock, receive
     - `approximate`: re-based on an unconfirmed bound (only replayed messages of that boot were seen): it
       may be later than the truth by up to the outage, never earlier, never after receipt.
     """
-    rebased = min(boot.start + timedelta(seconds=mono), received)
+    rebased = max(min(boot.start + timedelta(seconds=mono), received), min(EARLIEST, received))
     skew = clock_skew(ts, mono, boot)
     if synced and EARLIEST <= ts <= received + MAX_AHEAD and (skew is None or abs(skew) <= max_skew):
         return ts, "device"

@@ -105,3 +105,18 @@ def test_without_acks_the_resend_wait_doubles(tmp_path):
         waits.append(clock["t"] - last)
         forwarder._step()  # the resend itself
     assert [round(w, -1) for w in waits] == [30, 60, 120, 240]
+
+
+def test_acks_for_another_journal_or_beyond_what_was_issued_are_not_trusted(tmp_path):
+    journal = Journal(tmp_path / "journal.db")
+    for _ in range(3):
+        journal.append("event", HIGH, lambda s: message(journal, s, sensor="front", state="open"))
+    forwarder = Forwarder(journal, lambda kind, payload: True, threading.Event())
+    forwarder.acked(Ack(upto=3, journal=None))  # a server that does not know our journal
+    forwarder.acked(Ack(upto=3, journal="someone-else"))
+    forwarder.acked(Ack(upto=5, journal=journal.id))  # seqs we never made
+    forwarder._apply_ack()
+    assert journal.floor == 0
+    forwarder.acked(Ack(upto=2, journal=journal.id))  # and a real one still counts afterwards
+    forwarder._apply_ack()
+    assert journal.floor == 2

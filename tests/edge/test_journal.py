@@ -329,10 +329,14 @@ def test_a_disk_that_fails_mid_run_keeps_rows_in_memory_until_it_recovers(tmp_pa
     path = tmp_path / "journal.db"
     journal = Journal(path, max_bytes=10 * 2**20)
     assert [journal.append("event", HIGH, body) for _ in range(3)] == [1, 2, 3]
+    before = journal.id
     with files_cannot_grow_past(256 * 1024):  # the disk fills up
         full = [journal.append("event", HIGH, lambda s: body(s, 60_000)) for _ in range(8)]
     assert full == list(range(4, 12))
     assert journal.write_errors > 0
+    # Seqs now come from memory; a restart before the disk recovers would issue them again from the file:
+    # under a new id, the server counts them apart.
+    assert journal.id != before
     assert seqs(journal) == list(range(1, 12))
     assert journal.pending(10, 5) == [Entry(11, "event", HIGH, body(11, 60_000))]
     assert journal.ack(5) == 5
@@ -343,7 +347,7 @@ def test_a_disk_that_fails_mid_run_keeps_rows_in_memory_until_it_recovers(tmp_pa
     assert journal.write_errors == errors
     journal.close()
     again = Journal(path)
-    assert (again.floor, again.last_seq) == (5, 12)
+    assert (again.floor, again.last_seq, again.id) == (5, 12, journal.id)  # recovered: the new id is kept
     assert again.pending(0, 100) == [*(Entry(s, "event", HIGH, body(s, 60_000)) for s in range(6, 12)),
                                      Entry(12, "event", HIGH, body(12))]
     again.close()

@@ -311,3 +311,40 @@ def test_a_journaled_snapshot_is_stored_once_and_counts_in_the_devices_sequence(
         assert conn.execute(select(streams.c.contig).where(streams.c.device == "pi-b")).scalar_one() == 3
         rows = conn.execute(select(snapshots.c.id, snapshots.c.size)).all()
     assert [(r.id, r.size) for r in rows] == [("pi-b/SNAPEV1-2", len(jpeg))]
+
+
+def test_snapshot_edge_cases_never_acknowledge_what_was_not_stored(offline_server):
+    from tests.helpers import cdnet_frame
+
+    acks = []
+    offline_server.ingest.send_ack = lambda device, ack: acks.append((device, ack.upto, ack.journal))
+    handle = offline_server.ingest.handle
+    # Our stream row is gone (restored database): a picture alone cannot start one, nor be acknowledged.
+    assert handle("vw/pi-b/snapshot/EVS-700", cdnet_frame(2)) == "stored"
+    assert acks == []
+    handle("vw/pi-b/event", event_payload("pi-b", event_id="EVS", seq=701, journal="j9", floor=699))
+    assert acks[-1] == ("pi-b", 699, "j9")  # 700 is not counted until the agent resends it
+    too_big = b"\xff\xd8\xff" + b"0" * (256 * 1024)
+    assert handle("vw/pi-b/snapshot/EVS-700", too_big) == "rejected.oversized"
+    assert acks[-1] == ("pi-b", 701, "j9")  # refused, but its seq is done with
+
+
+def test_a_monotonic_reading_beyond_ten_years_is_refused(offline_server):
+    payload = event_payload("pi-b", mono=3e9)
+    assert offline_server.ingest.handle("vw/pi-b/event", payload) == "rejected.invalid"
+
+
+def test_a_resent_loss_report_raises_nothing_new_and_a_failed_alert_gets_its_second_chance(offline_server,
+                                                                                           monkeypatch):
+    report = event_payload("pi-b", event_id="REPX", seq=9, journal="j1", floor=0, kind="system",
+                           sensor="journal", state="dropped",
+                           data={"dropped": {"telemetry": 2, "event": 1}, "seq_ranges": [[1, 8]], "rows": 8,
+                                 "more": False})
+    fail_first_alert_write(offline_server, monkeypatch)
+    assert offline_server.ingest.handle("vw/pi-b/event", report) == "retry"
+    assert offline_server.ingest.handle("vw/pi-b/event", report) == "duplicate"
+    [alert] = offline_server.book.list()
+    assert (alert["rule"], alert["detail"]["dropped"]) == ("data_lost", {"telemetry": 2, "event": 1})
+    offline_server.book.resolve(alert["id"], "admin", "other", "已核实", datetime.now(UTC))
+    assert offline_server.ingest.handle("vw/pi-b/event", report) == "duplicate"  # the agent resends it
+    assert [a["status"] for a in offline_server.book.list()] == ["resolved"]
