@@ -139,16 +139,13 @@ class AgentRun:
 
 
 def start_server(tmp: Path, broker_url: str, root: str, devices: list[str]) -> ServerProcess:
-    tmp.mkdir(parents=True, exist_ok=True)
     server = ServerProcess.create(tmp, broker_url, [("venue-a", "t-one", ALWAYS_OPEN, devices)], root=root,
                                   client_id=f"vw-nothing-lost-{root}")
     return restart_server(server)
 
 
 def restart_server(server: ServerProcess) -> ServerProcess:
-    server.start(timeout=30)
-    drain(server.proc, server.log)
-    return server
+    return server.start(timeout=30)  # ServerProcess keeps reading its output into server.log
 
 
 def stop_all(agents: list[AgentRun], server: ServerProcess | None, broker: Broker | None) -> None:
