@@ -8,6 +8,7 @@ but never stop it. The forwarder (edge/forwarder.py) sends the journal and delet
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import re
@@ -27,7 +28,7 @@ from edge.forwarder import Forwarder
 from edge.health import health_metrics
 from edge.journal import HIGH, LOW, NORMAL, Journal
 from edge.uplink import Uplink
-from protocol import Event, SensorState, Telemetry, encode
+from protocol import Command, Event, SensorState, Telemetry, encode
 
 log = logging.getLogger("venuewatch.edge.agent")
 
@@ -60,7 +61,9 @@ class Agent:
         self._heartbeat: threading.Thread | None = None
         self._emitter: threading.Thread | None = None
         self.uplink = Uplink(config.device, config.broker, self.clock.boot_id(), self.clock.now,
-                             mono=self.clock.mono, on_link_up=self._link_up)
+                             mono=self.clock.mono, on_link_up=self._link_up, on_command=self._command)
+        self._arming_file = data_dir / "arming.json"
+        self.arming = read_arming(self._arming_file)
         self.forwarder = Forwarder(self.journal, self.uplink.publish_entry, self.uplink.connected,
                                    window=config.journal.window, resend_after_s=config.journal.resend_after_s)
         self.uplink.set_ack_handler(self.forwarder.acked)
@@ -176,6 +179,22 @@ class Agent:
         self.uplink.publish_state(door_id, self._sensor_state(state, self.journal.last_seq))
         return None
 
+    def _command(self, command: Command) -> None:
+        """From the server over `cmd`. Arming is retained there, so it is repeated at every reconnect: only a
+        change is recorded (and confirmed with a `system/arming` event the console can show)."""
+        if command.cmd not in ("arm", "disarm"):
+            log.info("event=command_not_supported device=%s cmd=%s", self.config.device, command.cmd)
+            return
+        state = {"armed": command.cmd == "arm", "until": command.args.get("until"),
+                 "source": command.args.get("source")}
+        if state == self.arming:
+            return
+        self.arming = state
+        write_arming(self._arming_file, state)
+        log.info("event=arming device=%s armed=%s until=%s", self.config.device, state["armed"], state["until"])
+        self.journal_event("system", "arming", "armed" if state["armed"] else "disarmed",
+                           {"until": state["until"], "source": state["source"]})
+
     def journal_event(self, kind: str, sensor: str, state: str, data: dict | None = None) -> Event:
         """Build an event, journal it (durably, before anything is sent) and wake the forwarder."""
         built: list[Event] = []
@@ -241,6 +260,24 @@ class Agent:
                 log.exception("event=telemetry_error device=%s", self.config.device)
             if self._stop.wait(self.config.heartbeat_s):
                 return
+
+
+def read_arming(path: Path) -> dict[str, Any] | None:
+    """The arming state last told by the server (None: never told; the server repeats it on connect)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def write_arming(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:  # a worn SD card: the server repeats the state on the next connect anyway
+        log.warning("event=arming_not_saved device_file=%s error=%s", path, exc.strerror)
 
 
 def legacy_seq(path: Path) -> int:

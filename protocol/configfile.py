@@ -39,6 +39,10 @@ def parse_yaml(text: str, filename: str) -> Any:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{filename}:{where}: not valid YAML ({problem}); check indentation and quotes") from None
+    except ValueError as exc:
+        # PyYAML turns an unquoted 2026-02-30 into a date itself and fails with a bare ValueError.
+        raise ConfigError(f"{filename}: a value is not valid ({exc}); check the dates (YYYY-MM-DD, a real day) "
+                          "or quote the value") from None
 
 
 def load_model(model: type[M], text: str, filename: str, context: dict[str, Any] | None = None) -> M:

@@ -6,16 +6,19 @@ themselves when the condition clears.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from server import incidents as grouping
+from server.escalation import STEP_TITLES, EscalationPolicy, next_step
 from server.hub import Hub
 from server.inventory import Inventory
-from server.rules import RULES, OpenAlert, ResolveAlert
-from server.store import alerts, audit_log
+from server.rules import RULES, TAMPER_STATES, OpenAlert, ResolveAlert
+from server.store import alerts, audit_log, escalations, incidents
 
 OUTCOMES: dict[str, str] = {
     "real_intrusion": "真实入侵",
@@ -37,11 +40,23 @@ class LifecycleError(ValueError):
         self.status = status
 
 
+# Told of every newly opened (or re-opened) alert after its commit: (alert, its incident grouping).
+OpenedListener = Callable[[dict[str, Any], grouping.Grouping], None]
+
+
 class AlertBook:
-    def __init__(self, engine: Engine, hub: Hub, inventory: Inventory) -> None:
+    def __init__(self, engine: Engine, hub: Hub, inventory: Inventory, *, severities: dict[str, str] | None = None,
+                 group_window: timedelta = timedelta(minutes=10), policy: EscalationPolicy | None = None) -> None:
         self._engine = engine
         self._hub = hub
         self._inventory = inventory
+        self._severities = severities or {}
+        self._group_window = group_window
+        self.policy = policy or EscalationPolicy()
+        self.listeners: list[OpenedListener] = []
+
+    def severity_of(self, rule: str) -> str:
+        return self._severities.get(rule) or RULES[rule][0]
 
     # --- decisions from rules -------------------------------------------------------------------------
 
@@ -51,8 +66,9 @@ class AlertBook:
         return self._auto_resolve(decision)
 
     def _open(self, d: OpenAlert) -> dict[str, Any] | None:
+        severity = self.severity_of(d.rule)
         row = {
-            "rule": d.rule, "severity": d.severity, "status": "open", "venue_id": d.venue_id,
+            "rule": d.rule, "severity": severity, "status": "open", "venue_id": d.venue_id,
             "device": d.device, "sensor": d.sensor, "key": d.key, "active_key": d.key, "opened_at": d.at,
             "notes": [], "event_ids": list(d.event_ids), "detail": d.detail,
         }
@@ -60,14 +76,23 @@ class AlertBook:
             with self._engine.begin() as conn:
                 if d.once and conn.execute(select(alerts.c.id).where(alerts.c.key == d.key).limit(1)).first():
                     return None
-                if d.reopen_within is not None and (alert_id := self._reopen(conn, d)) is not None:
-                    return self._announce(alert_id)
-                if d.accumulate and (alert_id := self._accumulate(conn, d)) is not None:
-                    return None if alert_id < 0 else self._announce(alert_id)
-                alert_id = conn.execute(insert(alerts).values(**row)).inserted_primary_key[0]
+                alert_id = self._reopen(conn, d) if d.reopen_within is not None else None
+                if alert_id is None and d.accumulate and (alert_id := self._accumulate(conn, d)) is not None:
+                    accumulated = alert_id
+                else:
+                    accumulated = None
+                    if alert_id is None:
+                        alert_id = conn.execute(insert(alerts).values(**row)).inserted_primary_key[0]
+                    group = grouping.attach(conn, alert_id, d.venue_id, severity, d.at, self._group_window)
         except IntegrityError:
             return None  # this condition already has an active alert
-        return self._announce(alert_id)
+        if accumulated is not None:
+            return None if accumulated < 0 else self._announce(accumulated)
+        # Listeners (notifications) run once the alert is safely stored.
+        alert = self._announce(alert_id)
+        for listener in self.listeners:
+            listener(alert, group)
+        return alert
 
     def _accumulate(self, conn: Any, d: OpenAlert) -> int | None:
         """Add a new occurrence's numbers to the open alert of the same condition (None: there is none)."""
@@ -107,7 +132,7 @@ class AlertBook:
     def _auto_resolve(self, d: ResolveAlert) -> dict[str, Any] | None:
         for _ in range(3):  # a staff action may land between our read and our write: read again
             with self._engine.begin() as conn:
-                found = conn.execute(select(alerts.c.id, alerts.c.status, alerts.c.notes)
+                found = conn.execute(select(alerts.c.id, alerts.c.status, alerts.c.notes, alerts.c.incident_id)
                                      .where(alerts.c.active_key == d.key)).first()
                 if not found:
                     return None
@@ -118,9 +143,19 @@ class AlertBook:
                     status="resolved", resolved_at=d.at, resolved_by="system", outcome=AUTO_OUTCOME,
                     active_key=None, notes=notes,
                 )).rowcount
+                if changed:
+                    grouping.close_if_done(conn, found.incident_id)
             if changed:
                 return self._announce(found.id)
         return None
+
+    def refresh_incident(self, incident_id: int) -> None:
+        """Announce an incident's unresolved alerts again (an escalation step changed their countdown)."""
+        with self._engine.connect() as conn:
+            ids = conn.execute(select(alerts.c.id).where(and_(
+                alerts.c.incident_id == incident_id, alerts.c.status != "resolved"))).scalars().all()
+        for alert_id in ids:
+            self._announce(alert_id)
 
     def raised_since(self, key: str, since: datetime) -> bool:
         """Has an alert for this condition been opened at or after `since` (whatever its status now)?"""
@@ -140,9 +175,26 @@ class AlertBook:
                                    .values(status="acked", acked_at=now, acked_by=user, notes=notes)).rowcount
             if not changed:  # someone else acted first (SQLite has no row locks)
                 raise LifecycleError(f"alert {alert_id} changed meanwhile; reload it")
+            grouping.mark_acked(conn, found.incident_id, now)
             conn.execute(insert(audit_log).values(at=now, actor=user, action="alert_ack", target=str(alert_id),
                                                   detail={"note": note}))
         return self._announce(alert_id)
+
+    def ack_incident(self, incident_id: int, user: str, note: str, now: datetime,
+                     venues: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        """One click for a whole incident: acknowledge each of its open alerts the user may act on."""
+        with self._engine.connect() as conn:
+            query = select(alerts.c.id).where(and_(alerts.c.incident_id == incident_id, alerts.c.status == "open"))
+            if venues is not None:
+                query = query.where(alerts.c.venue_id.in_(venues))
+            ids = conn.execute(query).scalars().all()
+        done = []
+        for alert_id in ids:
+            try:
+                done.append(self.ack(alert_id, user, note, now))
+            except LifecycleError:
+                continue  # acknowledged by someone else meanwhile
+        return done
 
     def resolve(self, alert_id: int, user: str, outcome: str, note: str, now: datetime) -> dict[str, Any]:
         if outcome not in OUTCOMES:
@@ -161,6 +213,8 @@ class AlertBook:
                 and_(alerts.c.id == alert_id, alerts.c.status == found.status)).values(**values)).rowcount
             if not changed:
                 raise LifecycleError(f"alert {alert_id} changed meanwhile; reload it")
+            grouping.mark_acked(conn, found.incident_id, now)
+            grouping.close_if_done(conn, found.incident_id)
             conn.execute(insert(audit_log).values(at=now, actor=user, action="alert_resolve",
                                                   target=str(alert_id), detail={"outcome": outcome, "note": note}))
         return self._announce(alert_id)
@@ -177,7 +231,7 @@ class AlertBook:
     def get(self, alert_id: int) -> dict[str, Any] | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
-        return self.to_json(row) if row else None
+            return self._with_escalation(conn, [self.to_json(row)])[0] if row else None
 
     def list(self, status: str | None = None, venues: frozenset[str] | None = None,
              venue: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
@@ -185,7 +239,32 @@ class AlertBook:
         query = self._filtered(select(alerts), status, venues, venue)
         query = query.order_by(alerts.c.opened_at.desc(), alerts.c.id.desc()).limit(limit)
         with self._engine.connect() as conn:
-            return [self.to_json(r) for r in conn.execute(query)]
+            return self._with_escalation(conn, [self.to_json(r) for r in conn.execute(query)])
+
+    def _with_escalation(self, conn: Any, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add each alert's incident and the escalation step the console counts down to."""
+        ids = {a["incident_id"] for a in listed if a.get("incident_id") is not None}
+        if not ids:
+            return listed
+        found = {r.id: r for r in conn.execute(select(incidents).where(incidents.c.id.in_(ids)))}
+        fired: dict[int, list[str]] = {}
+        for r in conn.execute(select(escalations.c.incident_id, escalations.c.step)
+                              .where(escalations.c.incident_id.in_(ids))):
+            fired.setdefault(r.incident_id, []).append(r.step)
+        for alert in listed:
+            incident = found.get(alert.get("incident_id"))
+            if incident is None:
+                continue
+            steps = fired.get(incident.id, [])
+            upcoming = None
+            if alert["status"] == "open" and not incident.closed:
+                upcoming = next_step(self.policy, incident.severity, incident.opened_at,
+                                     incident.acked_at is not None, steps)
+            alert["incident"] = {"id": incident.id, "alerts": incident.alert_count, "severity": incident.severity,
+                                 "opened_at": _iso(incident.opened_at), "escalated": steps}
+            alert["escalation"] = None if upcoming is None else {
+                "step": upcoming.name, "title": STEP_TITLES[upcoming.name], "due_at": _iso(upcoming.due_at)}
+        return listed
 
     def count(self, status: str | None = None, venues: frozenset[str] | None = None,
               venue: str | None = None) -> int:
@@ -205,10 +284,14 @@ class AlertBook:
 
     def to_json(self, row: Any) -> dict[str, Any]:
         venue = self._inventory.venues.get(row.venue_id)
+        title = RULES.get(row.rule, ("", row.rule))[1]
+        if row.rule == "camera_tamper" and row.detail.get("state") in TAMPER_STATES:
+            title = f"摄像头{TAMPER_STATES[row.detail['state']]}"
         return {
-            "id": row.id, "rule": row.rule, "title": RULES.get(row.rule, ("", row.rule))[1],
+            "id": row.id, "rule": row.rule, "title": title, "incident_id": row.incident_id,
             "severity": row.severity, "status": row.status,
-            "venue": row.venue_id, "venue_name": venue.name if venue else row.venue_id,
+            "venue": row.venue_id,
+            "venue_name": venue.name if venue else row.detail.get("room_name", row.venue_id),
             "village_name": venue.village_name if venue else None,
             "township": venue.township_id if venue else None,
             "township_name": venue.township_name if venue else None,

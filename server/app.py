@@ -15,11 +15,17 @@ from waitress.server import create_server
 
 from protocol.configfile import ConfigError
 from server.alerts import AlertBook
+from server.arming import ArmingBook
+from server.calendar import NationalCalendar
 from server.config import ServerConfig
+from server.duty import DutyDesk
 from server.hub import Hub
 from server.ingest import Ingest
 from server.inventory import Inventory
 from server.mqttlink import MqttIngest
+from server.notify import Dispatcher
+from server.opening import OpeningCheck
+from server.roster import RosterFile, load_roster
 from server.rules import OpenDoor, data_gap, device_status, doors_held_open, silent_devices
 from server.store import create_schema, devices, make_engine, sensor_states, streams, venues
 from server.streams import Stream
@@ -83,22 +89,41 @@ class VenueWatchServer:
         self._now = now
         self.engine = open_store(config, inventory)
         self.hub = Hub()
-        self.book = AlertBook(self.engine, self.hub, inventory)
+        self.book = AlertBook(self.engine, self.hub, inventory, severities=config.rules.severity,
+                              group_window=timedelta(minutes=config.rules.group_minutes),
+                              policy=config.duty.escalation)
+        self.national = NationalCalendar(config.calendar.extra_holidays, config.calendar.extra_workdays)
+        self.arming = ArmingBook(self.engine, inventory, config.tz, self.national, now)
         self.ingest = Ingest(self.engine, inventory, self.book, self.hub, config.tz,
                              config.ingest.max_payload_bytes, root=config.broker.root, now=now,
                              rules=config.rules, supervision=config.supervision,
                              snapshot_dir=config.data_dir / "snapshots",
-                             max_snapshot_bytes=config.ingest.max_snapshot_bytes)
+                             max_snapshot_bytes=config.ingest.max_snapshot_bytes, armed=self.arming.armed_at)
         self.mqtt = MqttIngest(self.ingest, config.broker) if role in ("all", "ingest") else None
+        roster = load_roster(config.duty.roster) if config.duty.roster else RosterFile()
+        # Notifications are sent by the process that runs the timed rules; the web role only enqueues.
+        self.dispatcher = Dispatcher(self.engine, config.notify, now=now) if role in ("all", "ingest") else None
+        self.duty = DutyDesk(self.engine, inventory, self.book, roster, config.notify, self.arming, config.tz, now,
+                             dispatcher=self.dispatcher,
+                             publish_command=self.mqtt.publish_command if self.mqtt else None)
+        self.opening = OpeningCheck(self.engine, inventory, self.book, self.arming, self.national, config.tz,
+                                    timedelta(minutes=config.rules.not_opened_minutes),
+                                    timedelta(minutes=config.rules.door_no_motion_minutes), now)
+        missing = self.national.missing_years({now().year, (now() + timedelta(days=40)).year})
+        if missing:
+            log.warning("event=holiday_data_missing years=%s hint=add calendar.extra_holidays/extra_workdays or "
+                        "upgrade chinese-calendar", missing)
         self._stop = threading.Event()
         self._started_at = now()
+        self._opening_checked: datetime | None = None
         self._threads: list[threading.Thread] = []
         self.http = None
         self.app = None
         if role in ("all", "web"):
             services = Services(self.engine, inventory, self.book, self.hub, self.ingest.counters, config.tz,
                                 broker_connected=self.mqtt.connected.is_set if self.mqtt else None,
-                                store_ok=lambda: self.ingest.store_ok)
+                                store_ok=lambda: self.ingest.store_ok, duty=self.duty,
+                                holiday_data_missing=missing)
             self.app = app = create_app(services, load_secret_key(config.data_dir),
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours,
                                         trusted_proxies=config.http.trusted_proxies)
@@ -119,6 +144,8 @@ class VenueWatchServer:
     def start(self) -> None:
         if self.mqtt:
             self.mqtt.start()
+        if self.dispatcher:
+            self.dispatcher.start()
         if self.role in ("all", "ingest"):
             self._spawn("timed-rules", self._timed_rules_loop)
         if self.http:
@@ -143,6 +170,8 @@ class VenueWatchServer:
         self._stop.set()
         if self.mqtt:
             self.mqtt.stop()
+        if self.dispatcher:
+            self.dispatcher.stop()
         self.hub.close()
         if self.http:
             self.http.close()
@@ -152,7 +181,13 @@ class VenueWatchServer:
 
     def check_timed_rules(self) -> int:
         """Evaluate rules that fire on time passing rather than on a message; returns alerts opened."""
-        return self._check_doors() + self._check_silence() + self._check_gaps()
+        opened = self._check_doors() + self._check_silence() + self._check_gaps() + self.duty.check()
+        now = self._now()
+        # The opening checks read a day of history: once a minute is plenty for a 30-minute rule.
+        if self._opening_checked is None or now - self._opening_checked >= timedelta(seconds=60):
+            self._opening_checked = now
+            opened += self.opening.check()
+        return opened
 
     def _check_silence(self) -> int:
         """设备离线 for a device that stopped talking without a Last Will (power cut: the broker waits 1.5
@@ -221,7 +256,7 @@ class VenueWatchServer:
         limit = timedelta(minutes=self.config.rules.door_held_open_minutes)
         opened = 0
         for decision in doors_held_open(open_doors, self.inventory.venues, self.inventory.device_venue,
-                                        self._now(), limit, self.config.tz):
+                                        self._now(), limit, self.arming.armed_at):
             opened += self.book.apply(decision) is not None
         return opened
 

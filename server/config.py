@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -9,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edge.config import BrokerSettings
 from protocol.configfile import ConfigError, load_model
+from server.escalation import EscalationPolicy
+from server.notify import NotifySettings
 
 
 class _Strict(BaseModel):
@@ -45,6 +48,29 @@ class RuleSettings(_Strict):
                                     "long raises 数据缺失 (data gap)")
     clock_skew_s: float = Field(120, ge=5, le=86400, description="a device clock off by more than this raises "
                                 "时钟偏差 (clock skew); its events are then re-based on the server's clock")
+    chatter_changes: int = Field(10, ge=3, le=1000, description="a door contact changing this many times within "
+                                 "chatter_window_s raises 传感器故障 (sensor fault)")
+    chatter_window_s: float = Field(60, gt=0, le=3600, description="window for chatter_changes")
+    door_no_motion_minutes: float = Field(30, gt=0, le=24 * 60, description="a door open this long while the camera "
+                                          "covering it saw no motion raises 传感器故障")
+    not_opened_minutes: float = Field(30, gt=0, le=24 * 60, description="no door or motion this long after a posted "
+                                      "opening time raises 未按时开放 (venue not opened)")
+    group_minutes: float = Field(10, gt=0, le=24 * 60, description="alerts at one venue within this long of each "
+                                 "other are one incident: one notification, one escalation clock")
+    severity: dict[str, str] = Field(default_factory=dict, description="severity per rule id, overriding the "
+                                     "default (critical, high, medium, low)")
+
+    @field_validator("severity")
+    @classmethod
+    def _severities(cls, value: dict[str, str]) -> dict[str, str]:
+        from server.rules import RULES, SEVERITIES
+
+        for rule, severity in value.items():
+            if rule not in RULES:
+                raise ValueError(f"{rule!r} is not a rule; rules are {', '.join(RULES)}")
+            if severity not in SEVERITIES:
+                raise ValueError(f"{rule}: {severity!r} is not a severity; use {', '.join(SEVERITIES)}")
+        return value
 
 
 class SupervisionSettings(_Strict):
@@ -59,6 +85,20 @@ class SupervisionSettings(_Strict):
         return self.heartbeat_s + self.grace_s
 
 
+class CalendarSettings(_Strict):
+    extra_holidays: list[date] = Field(default_factory=list, description="statutory holidays the chinese-calendar "
+                                       "package does not know yet (the next year is announced each November)")
+    extra_workdays: list[date] = Field(default_factory=list, description="adjusted working days (调休) the package "
+                                       "does not know yet")
+
+
+class DutySettings(_Strict):
+    roster: Path | None = Field(None, description="duty roster YAML (rooms, shifts, people); relative paths are "
+                                "relative to this file. Without one, alerts reach the console only")
+    escalation: EscalationPolicy = Field(default_factory=EscalationPolicy, description="minutes to each escalation "
+                                         "step, per severity")
+
+
 class ServerConfig(_Strict):
     broker: ServerBroker
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite file in data_dir")
@@ -69,6 +109,9 @@ class ServerConfig(_Strict):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     rules: RuleSettings = Field(default_factory=RuleSettings)
     supervision: SupervisionSettings = Field(default_factory=SupervisionSettings)
+    calendar: CalendarSettings = Field(default_factory=CalendarSettings)
+    duty: DutySettings = Field(default_factory=DutySettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("timezone")
     @classmethod
@@ -107,4 +150,7 @@ def load_server_config(path: str | Path) -> ServerConfig:
         updates["inventory"] = base / config.inventory
     if not config.data_dir.is_absolute():
         updates["data_dir"] = base / config.data_dir
+    updates["notify"] = config.notify.relative_to(base)
+    if config.duty.roster is not None and not config.duty.roster.is_absolute():
+        updates["duty"] = config.duty.model_copy(update={"roster": base / config.duty.roster})
     return config.model_copy(update=updates)

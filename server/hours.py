@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 from datetime import datetime, time
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -27,17 +28,22 @@ def parse_period(text: str) -> tuple[int, int]:
     return start, end
 
 
+def parse_periods(texts: Iterable[str], what: str = "periods") -> list[tuple[int, int]]:
+    """['14:00-17:30', '08:30-12:00'] -> [(510, 720), (840, 1050)]: one day's periods, sorted, not overlapping."""
+    parsed = sorted(parse_period(p) for p in texts)
+    for (_, end), (start, _) in itertools.pairwise(parsed):
+        if start < end:
+            raise ValueError(f"{what} overlap; merge them")
+    return parsed
+
+
 def parse_weekly(spec: dict[str, list[str]]) -> WeeklyHours:
     """{'mon': ['08:30-12:00', ...], ...} -> WeeklyHours. Missing days are closed all day."""
     weekly: WeeklyHours = {i: [] for i in range(7)}
     for day, periods in spec.items():
         if day not in DAYS:
             raise ValueError(f"{day!r} is not a day; use {', '.join(DAYS)}")
-        parsed = sorted(parse_period(p) for p in periods)
-        for (_, end), (start, _) in itertools.pairwise(parsed):
-            if start < end:
-                raise ValueError(f"{day}: periods overlap; merge them")
-        weekly[DAYS.index(day)] = parsed
+        weekly[DAYS.index(day)] = parse_periods(periods, f"{day}: periods")
     return weekly
 
 
@@ -47,8 +53,13 @@ def is_open(weekly: WeeklyHours, local: datetime) -> bool:
     return any(start <= minute < end for start, end in weekly.get(local.weekday(), []))
 
 
-def format_weekly(weekly: WeeklyHours) -> dict[str, list[str]]:
+def format_period(period: tuple[int, int]) -> str:
+    """(510, 720) -> '08:30-12:00', the inverse of parse_period."""
     def hhmm(m: int) -> str:
         return "24:00" if m == 1440 else time(m // 60, m % 60).strftime("%H:%M")
 
-    return {DAYS[d]: [f"{hhmm(s)}-{hhmm(e)}" for s, e in periods] for d, periods in weekly.items() if periods}
+    return f"{hhmm(period[0])}-{hhmm(period[1])}"
+
+
+def format_weekly(weekly: WeeklyHours) -> dict[str, list[str]]:
+    return {DAYS[d]: [format_period(p) for p in periods] for d, periods in weekly.items() if periods}

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,9 +25,22 @@ from sqlalchemy.exc import OperationalError
 from protocol import Ack, Event, ProtocolError, SensorState, Status, Telemetry, TopicError, decode, parse_topic
 from server.alerts import AlertBook
 from server.config import RuleSettings, SupervisionSettings
+from server.hours import is_open
 from server.hub import Hub
 from server.inventory import Inventory
-from server.rules import DoorFact, OpenAlert, ResolveAlert, clock_skew, data_lost, device_status, door_after_hours
+from server.rules import (
+    ArmedAt,
+    CameraFact,
+    DoorFact,
+    OpenAlert,
+    ResolveAlert,
+    camera_decision,
+    clock_skew,
+    data_lost,
+    device_status,
+    door_after_hours,
+    door_chatter,
+)
 from server.store import boots, devices, events, insert_ignore, sensor_states, snapshots, streams
 from server.streams import Stream, receive
 from server.timebase import BootClock, event_time, observe
@@ -131,7 +144,7 @@ class Ingest:
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  rules: RuleSettings | None = None, supervision: SupervisionSettings | None = None,
                  send_ack: Callable[[str, Ack], None] | None = None, snapshot_dir: Path | None = None,
-                 max_snapshot_bytes: int = 1024 * 1024) -> None:
+                 max_snapshot_bytes: int = 1024 * 1024, armed: ArmedAt | None = None) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._inventory = inventory
@@ -144,6 +157,12 @@ class Ingest:
         rules = rules or RuleSettings()
         self._late_after = timedelta(seconds=rules.late_after_s)
         self._max_skew = timedelta(seconds=rules.clock_skew_s)
+        self._rules = rules
+        # Without the duty system's arming book (unit tests): armed whenever the weekly hours say closed.
+        self._armed: ArmedAt = armed or (lambda venue, at: not is_open(venue.weekly, at.astimezone(tz)))
+        # Recent change times per door contact, for 传感器故障 (chatter). In memory: a burst is seconds long,
+        # and a restart forgetting one only delays the alert to the next burst.
+        self._door_changes: dict[tuple[str, str], deque[datetime]] = {}
         supervision = supervision or SupervisionSettings()
         self._flap_window = timedelta(minutes=supervision.flap_window_minutes)
         self._flap_drops = supervision.flap_drops
@@ -344,9 +363,28 @@ class Ingest:
             # is the alert's second chance. The alert book raises each opening's alert at most once.
             venue = self._inventory.venues[item.venue_id]
             fact = DoorFact(event.id, item.device, event.sensor, event.state, when, received, source)
-            if decision := door_after_hours(fact, venue, self._tz, self._late_after):
+            if decision := door_after_hours(fact, venue, self._tz, self._armed, self._late_after):
+                batch.decisions.append(decision)
+            if stored is None and (decision := self._chatter(fact, venue)):
+                batch.decisions.append(decision)
+        elif event.kind in ("motion", "tamper", "camera"):
+            venue = self._inventory.venues[item.venue_id]
+            data = event.data if isinstance(event.data, dict) else {}
+            score = data.get("score")
+            camera = CameraFact(event.id, item.device, event.sensor, event.kind, event.state, when,
+                                float(score) if isinstance(score, int | float) else None,
+                                str(data["zone"]) if data.get("zone") is not None else None)
+            if decision := camera_decision(camera, venue, self._armed, self._flap_window):
                 batch.decisions.append(decision)
         return "stored" if stored is None else "duplicate"
+
+    def _chatter(self, door: DoorFact, venue: Any) -> OpenAlert | None:
+        window = timedelta(seconds=self._rules.chatter_window_s)
+        changes = self._door_changes.setdefault((door.device, door.sensor), deque(maxlen=1000))
+        changes.append(door.occurred_at)
+        while changes and changes[0] <= door.occurred_at - window:
+            changes.popleft()
+        return door_chatter(door, venue, list(changes), window, self._rules.chatter_changes)
 
     def _losses(self, batch: _Batch, item: _Item, event: Event) -> None:
         """The agent's journal overflowed: those seqs will never come, so they close the gap as 'lost'."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from protocol import Ack, encode
+from protocol import Ack, Command, encode
 from protocol.topics import build_topic
 from server.config import ServerBroker
 from server.ingest import Ingest, Message
@@ -66,6 +66,11 @@ class MqttIngest:
     def send_ack(self, device: str, ack: Ack) -> None:
         # QoS 1 into the agent's persistent session: an agent that is offline gets it when it returns.
         self._client.publish(build_topic(device, "ack", root=self._settings.root), encode(ack), qos=1)
+
+    def publish_command(self, device: str, command: Command) -> None:
+        # Retained: the latest arming state is a state. An agent that was offline (or reboots) learns it as
+        # soon as it subscribes, without the server having to notice its return.
+        self._client.publish(build_topic(device, "cmd", root=self._settings.root), encode(command), qos=1, retain=True)
 
     def _connected(self, client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
         if reason.is_failure:

@@ -5,25 +5,37 @@ Rule ids, severities and the Chinese titles the console shows are defined here, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from server.hours import is_open
 from server.inventory import VenueInfo
 
-Severity = Literal["high", "medium", "low"]
+Severity = Literal["critical", "high", "medium", "low"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
 
+# Default severity and Chinese title per rule; severities can be changed per rule in the server config.
 RULES: dict[str, tuple[Severity, str]] = {
-    "door_after_hours": ("high", "非开放时段开门"),
+    "door_after_hours": ("critical", "非开放时段开门"),
     "door_held_open": ("high", "门未关（非开放时段）"),
+    "motion_armed": ("high", "布防时段移动侦测"),
+    "camera_tamper": ("high", "摄像头被破坏"),
+    "camera_offline": ("medium", "视频丢失"),
     "device_offline": ("medium", "设备离线"),
     "data_gap": ("medium", "数据缺失"),
     "data_lost": ("medium", "数据缺失（设备缓存溢出）"),
     "clock_skew": ("low", "时钟偏差"),
+    "sensor_fault": ("low", "传感器故障"),
+    "venue_not_opened": ("medium", "未按时开放"),
+    "shift_unstaffed": ("high", "值班无人签到"),
 }
+TAMPER_STATES = {"covered": "遮挡", "defocused": "失焦", "moved": "移位", "frozen": "画面冻结"}
+
+# Is the venue armed (布防) at this moment? The calendar decides, unless staff armed or disarmed it for a
+# period (server/arming.py). Passed in, so the rules stay pure.
+ArmedAt = Callable[[VenueInfo, datetime], bool]
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class OpenAlert:
 
     @property
     def severity(self) -> Severity:
+        """The default; the alert book applies the configured one."""
         return RULES[self.rule][0]
 
 
@@ -80,9 +93,9 @@ class OpenDoor:
     event_id: str
 
 
-def door_after_hours(door: DoorFact, venue: VenueInfo, tz: ZoneInfo,
+def door_after_hours(door: DoorFact, venue: VenueInfo, tz: ZoneInfo, armed: ArmedAt,
                      late_after: timedelta = timedelta(minutes=2)) -> OpenAlert | None:
-    """非开放时段开门: a door opened while the venue is closed to the public.
+    """非开放时段开门: a door opened while the venue is armed (outside opening hours, or armed by staff).
 
     Judged at the time it happened, however late it arrives. A late alert is raised at its arrival (so it
     appears at the top of the console, not hours down the list) and says so, with both times.
@@ -90,7 +103,7 @@ def door_after_hours(door: DoorFact, venue: VenueInfo, tz: ZoneInfo,
     if door.state != "open":
         return None
     local = door.occurred_at.astimezone(tz)
-    if is_open(venue.weekly, local):
+    if not armed(venue, door.occurred_at):
         return None
     detail: dict[str, Any] = {"local_time": local.isoformat(), "time_source": door.time_source}
     at = door.occurred_at
@@ -107,13 +120,13 @@ def door_after_hours(door: DoorFact, venue: VenueInfo, tz: ZoneInfo,
 
 def doors_held_open(
     open_doors: Iterable[OpenDoor], venues: dict[str, VenueInfo], device_venue: dict[str, str],
-    now: datetime, limit: timedelta, tz: ZoneInfo,
+    now: datetime, limit: timedelta, armed: ArmedAt,
 ) -> list[OpenAlert]:
-    """门未关: a door open for longer than `limit` while the venue is closed now."""
+    """门未关: a door open for longer than `limit` while the venue is armed now."""
     decisions = []
     for door in open_doors:
         venue = venues.get(device_venue.get(door.device, ""))
-        if venue is None or now - door.since < limit or is_open(venue.weekly, now.astimezone(tz)):
+        if venue is None or now - door.since < limit or not armed(venue, now):
             continue
         minutes = int((now - door.since).total_seconds() // 60)
         decisions.append(OpenAlert(
@@ -173,3 +186,113 @@ def clock_skew(device: str, venue: VenueInfo, skew_s: float, limit_s: float, at:
         return OpenAlert(rule="clock_skew", venue_id=venue.id, key=key, at=at, device=device,
                          detail={"skew_s": round(skew_s, 1)})
     return ResolveAlert(key=key, at=at, reason="device clock correct again")
+
+
+@dataclass(frozen=True)
+class CameraFact:
+    """A camera event as the rules see it: kind motion (start/end), tamper (covered…/clear), camera (on/offline)."""
+
+    event_id: str
+    device: str
+    sensor: str
+    kind: str
+    state: str
+    occurred_at: datetime
+    score: float | None = None
+    zone: str | None = None
+
+
+def camera_decision(fact: CameraFact, venue: VenueInfo, armed: ArmedAt,
+                    reopen_within: timedelta | None = None) -> OpenAlert | ResolveAlert | None:
+    """布防时段移动侦测, 摄像头被破坏 (tamper), 视频丢失 (camera offline) from one camera event.
+
+    Motion counts only while armed, and piles into the camera's open alert instead of raising one per
+    movement (a person walking about makes dozens). Tamper and a lost stream are conditions at any hour:
+    they open one alert per camera and resolve themselves when the view or the stream is back.
+    """
+    base = {"venue_id": venue.id, "device": fact.device, "sensor": fact.sensor}
+    if fact.kind == "motion":
+        if fact.state != "start" or not armed(venue, fact.occurred_at):
+            return None
+        detail: dict[str, Any] = {"count": 1, "zone": fact.zone, "score": fact.score}
+        return OpenAlert(rule="motion_armed", key=f"motion_armed:{fact.device}:{fact.sensor}", at=fact.occurred_at,
+                         event_ids=(fact.event_id,), detail=detail, accumulate=True, **base)
+    if fact.kind == "tamper":
+        key = f"camera_tamper:{fact.device}:{fact.sensor}"
+        if fact.state in TAMPER_STATES:
+            return OpenAlert(rule="camera_tamper", key=key, at=fact.occurred_at, event_ids=(fact.event_id,),
+                             detail={"state": fact.state, "state_name": TAMPER_STATES[fact.state],
+                                     "score": fact.score}, reopen_within=reopen_within, **base)
+        if fact.state == "clear":
+            return ResolveAlert(key=key, at=fact.occurred_at, reason="camera view back to normal")
+        return None
+    if fact.kind == "camera":
+        key = f"camera_offline:{fact.device}:{fact.sensor}"
+        if fact.state == "offline":
+            return OpenAlert(rule="camera_offline", key=key, at=fact.occurred_at, event_ids=(fact.event_id,),
+                             reopen_within=reopen_within, **base)
+        if fact.state == "online":
+            return ResolveAlert(key=key, at=fact.occurred_at, reason="camera stream back")
+    return None
+
+
+def door_chatter(door: DoorFact, venue: VenueInfo, recent_changes: Sequence[datetime], window: timedelta,
+                 max_changes: int) -> OpenAlert | None:
+    """传感器故障: a door contact that changes state `max_changes` times within `window` is loose or faulty.
+
+    `recent_changes` are this sensor's change times, this one included. One alert per sensor while it is
+    open (later bursts add to it); staff resolve it once the contact is fixed.
+    """
+    inside = [t for t in recent_changes if door.occurred_at - window < t <= door.occurred_at]
+    if len(inside) < max_changes:
+        return None
+    return OpenAlert(rule="sensor_fault", venue_id=venue.id, key=f"sensor_fault:{door.device}:{door.sensor}",
+                     at=door.occurred_at, device=door.device, sensor=door.sensor, event_ids=(door.event_id,),
+                     detail={"fault": "chatter", "changes": len(inside), "window_s": int(window.total_seconds())},
+                     accumulate=True)
+
+
+def door_open_without_motion(door: OpenDoor, venue: VenueInfo, camera: str, last_motion: datetime | None,
+                             now: datetime, limit: timedelta) -> OpenAlert | None:
+    """传感器故障: the door has been "open" for `limit` and the camera that watches it saw nothing meanwhile.
+
+    Either the contact is stuck (magnet fallen off) or the door was left open in an empty room; both need
+    someone to look. Only for doors a camera covers (`cameras` in the inventory).
+    """
+    if now - door.since < limit or (last_motion is not None and last_motion >= door.since):
+        return None
+    return OpenAlert(rule="sensor_fault", venue_id=venue.id, key=f"door_no_motion:{door.event_id}", at=now,
+                     device=door.device, sensor=door.sensor, event_ids=(door.event_id,), once=True,
+                     detail={"fault": "open_without_motion", "camera": camera, "open_since": door.since.isoformat(),
+                             "open_minutes": int((now - door.since).total_seconds() // 60)})
+
+
+def venue_not_opened(venue: VenueInfo, period_start: datetime, now: datetime, after: timedelta,
+                     activity_since_start: bool, monitored: bool) -> OpenAlert | None:
+    """未按时开放: a posted opening period began `after` ago and no door or motion has been seen since.
+
+    Only for a venue whose devices are online (`monitored`): an offline venue is 设备离线, not closed.
+    The alert resolves itself when the door opens (see `venue_opened`).
+    """
+    if activity_since_start or not monitored or now - period_start < after:
+        return None
+    return OpenAlert(rule="venue_not_opened", venue_id=venue.id,
+                     key=f"venue_not_opened:{venue.id}:{period_start.isoformat()}", at=now, once=True,
+                     detail={"period_start": period_start.isoformat(),
+                             "minutes_late": int((now - period_start).total_seconds() // 60)})
+
+
+def venue_opened(venue: VenueInfo, period_start: datetime, at: datetime) -> ResolveAlert:
+    return ResolveAlert(key=f"venue_not_opened:{venue.id}:{period_start.isoformat()}", at=at,
+                        reason="venue opened (late)")
+
+
+def shift_unstaffed(room: str, room_name: str, shift_name: str, shift_start: datetime, now: datetime) -> OpenAlert:
+    """值班无人签到: nobody checked in to a running shift; raised to the county (server/duty.py)."""
+    key = f"shift_unstaffed:{room}:{shift_start.isoformat()}"
+    detail = {"room": room, "room_name": room_name, "shift": shift_name, "shift_start": shift_start.isoformat()}
+    return OpenAlert(rule="shift_unstaffed", venue_id=f"room:{room}", key=key, at=now, once=True, detail=detail)
+
+
+def shift_staffed(room: str, shift_start: datetime, at: datetime) -> ResolveAlert:
+    return ResolveAlert(key=f"shift_unstaffed:{room}:{shift_start.isoformat()}", at=at, reason="someone checked in")

@@ -171,8 +171,98 @@ alerts = Table(
     Column("notes", JSON, nullable=False),
     Column("event_ids", JSON, nullable=False),
     Column("detail", JSON, nullable=False),
+    Column("incident_id", Integer),  # related alerts at one venue within a short window (server/incidents.py)
     Index("ix_alerts_status", "status", "opened_at"),
     Index("ix_alerts_key", "key"),
+)
+
+# Related alerts at one venue close together: notified and escalated as one (server/incidents.py).
+incidents = Table(
+    "incidents", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("venue_id", String(64), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),  # newest alert joined: the grouping window runs from here
+    Column("severity", String(8), nullable=False),  # the most severe of its alerts
+    Column("alert_count", Integer, nullable=False, default=1),
+    Column("closed", Boolean, nullable=False, default=False),  # every alert acknowledged or resolved
+    Column("acked_at", UTCDateTime),
+    Index("ix_incidents_venue", "venue_id", "closed"),
+)
+
+# Escalation steps taken per incident; the primary key makes each step fire once, whatever the process count.
+escalations = Table(
+    "escalations", metadata,
+    Column("incident_id", Integer, primary_key=True),
+    Column("step", String(16), primary_key=True),  # renotify | township | county
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("fired_at", UTCDateTime, nullable=False),
+)
+
+# Arm/disarm by duty staff for a period, over the calendar's schedule (server/arming.py).
+arming = Table(
+    "arming", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("venue_id", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),  # armed | disarmed
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("cancelled_at", UTCDateTime),
+    Index("ix_arming_venue", "venue_id", "ends_at"),
+)
+
+# The effective arming state last told to each venue's agents over `cmd` (sent again only when it changes).
+arming_sent = Table(
+    "arming_sent", metadata,
+    Column("venue_id", String(64), primary_key=True),
+    Column("armed", Boolean, nullable=False),
+    Column("until", UTCDateTime),
+    Column("sent_at", UTCDateTime, nullable=False),
+)
+
+# Duty roster: who checked in for which shift, and the handover notes (server/roster.py).
+shift_checkins = Table(
+    "shift_checkins", metadata,
+    Column("room", String(64), primary_key=True),
+    Column("shift_start", UTCDateTime, primary_key=True),
+    Column("user", String(64), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+handovers = Table(
+    "handovers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("room", String(64), nullable=False),
+    Column("shift_start", UTCDateTime, nullable=False),  # the shift that wrote it
+    Column("user", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_handovers_room", "room", "at"),
+)
+
+# Notification outbox (server/notify/): a message is stored before it is sent and kept until delivered.
+notifications = Table(
+    "notifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Unique per (what, to whom, why): enqueueing the same notification twice stores it once.
+    Column("key", String(200), nullable=False, unique=True),
+    Column("channel", String(64), nullable=False),  # a channel name from the notify config
+    Column("kind", String(16), nullable=False),  # dingtalk | wecom | email | webhook
+    Column("recipient", Text, nullable=False, default=""),  # e-mail address; "" for group robots
+    Column("severity", String(8), nullable=False),
+    Column("message", JSON, nullable=False),  # {"title","text","lang","alert":{...}} rendered at send time
+    Column("alert_id", Integer),
+    Column("incident_id", Integer),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),  # next attempt
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False, default="pending"),  # pending | sent
+    Column("claimed_until", UTCDateTime),  # a dispatcher is sending it; others leave it alone until then
+    Column("sent_at", UTCDateTime),
+    Column("last_error", Text),
+    Index("ix_notifications_due", "status", "due_at"),
 )
 
 users = Table(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +30,8 @@ class Services:
     tz: Any
     broker_connected: Any = None  # callable -> bool, None when the web runs without ingest
     store_ok: Any = None  # callable -> bool: can ingest write to the database right now?
+    duty: Any = None  # server.duty.DutyDesk: roster, check-in, handover, arming
+    holiday_data_missing: list[int] = field(default_factory=list)  # years chinese-calendar does not know
 
 
 def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = True,
@@ -54,11 +56,12 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies)  # type: ignore[method-assign]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
-    from server.web import api, auth, console, ops
+    from server.web import api, auth, console, dutyapi, ops
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(dutyapi.bp)
     app.register_blueprint(ops.bp)
     app.before_request(auth.load_user)
     app.after_request(_security_headers)

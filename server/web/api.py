@@ -164,14 +164,17 @@ def venue_states(venue_ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _venue_json(venue_id: str, live: dict[str, Any]) -> dict[str, Any]:
-    from server.hours import is_open
+    from server.calendar import is_open
+    from server.web.dutyapi import arming_json
 
     svc = services()
     v = svc.inventory.venues[venue_id]
+    arming = arming_json(venue_id)
     return {
         "id": v.id, "name": v.name, "village": v.village_id, "village_name": v.village_name,
         "township": v.township_id, "township_name": v.township_name, "hours": v.hours,
-        "open_now": is_open(v.weekly, _now().astimezone(svc.tz)), **live,
+        "open_now": is_open(v.calendar, svc.duty.arming.national, _now(), svc.tz), "armed": arming["armed"],
+        "arming": arming, **live,
     }
 
 

@@ -57,7 +57,7 @@ def test_after_hours_opening_alerts_and_opening_hours_do_not(offline_server):
     offline_server.ingest.handle("vw/pi-a/event", event_payload("pi-a"))  # venue-a: always closed
     offline_server.ingest.handle("vw/pi-b/event", event_payload("pi-b"))  # venue-b: always open
     alerts = offline_server.book.list()
-    assert [(a["rule"], a["venue"], a["severity"]) for a in alerts] == [("door_after_hours", "venue-a", "high")]
+    assert [(a["rule"], a["venue"], a["severity"]) for a in alerts] == [("door_after_hours", "venue-a", "critical")]
 
 
 def test_offline_status_alerts_once_and_online_resolves_it(offline_server):
