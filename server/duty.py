@@ -73,6 +73,7 @@ class DutyDesk:
         self.arming = arming
         self._tz = tz
         self._now = now
+        self.now = now  # the server's clock, injected: the web layer reads the time from here too
         self.outbox = Outbox(engine, now)
         self._dispatcher = dispatcher
         self._publish_command = publish_command

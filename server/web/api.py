@@ -22,7 +22,9 @@ MAX_NOTE = 2000
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """The server's clock (injected in tests of time-dependent behaviour)."""
+    desk = services().duty
+    return desk.now() if desk is not None else datetime.now(UTC)
 
 
 def _error(message: str, status: int) -> tuple[dict[str, str], int]:

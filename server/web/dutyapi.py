@@ -7,7 +7,6 @@ leak to another township.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +86,7 @@ def arming_json(venue_id: str) -> dict[str, Any]:
     svc = services()
     venue = svc.inventory.venues[venue_id]
     arming = svc.duty.arming
-    now = datetime.now(UTC)
+    now = _desk().now()
     today = describe_day(venue.calendar, svc.duty.arming.national, now.astimezone(svc.tz).date())
     return {**arming.state(venue, now).to_json(), "today": today}
 
@@ -118,7 +117,7 @@ def venue_arming(venue_id: str) -> Any:
     except ArmingError as exc:
         return _error(str(exc), 400)
     # Tell the agents now rather than at the next timed check (only a process connected to the broker can).
-    _desk().push_arming(datetime.now(UTC))
+    _desk().push_arming(_desk().now())
     return arming_json(venue_id)
 
 
@@ -130,7 +129,7 @@ def ack_incident(incident_id: int) -> Any:
     note = _note(_body())
     if note is None:
         return _error("note must be text of at most 2000 characters", 400)
-    done = services().book.ack_incident(incident_id, g.user.name, note, datetime.now(UTC), venues=scope())
+    done = services().book.ack_incident(incident_id, g.user.name, note, _desk().now(), venues=scope())
     return {"acked": done}
 
 
@@ -157,7 +156,7 @@ def snapshot_image(device: str, name: str) -> Any:
     if row is None or not Path(row.path).is_file():
         return _error("snapshot not found", 404)
     with services().engine.begin() as conn:  # who looked at a picture of a village room is on record
-        conn.execute(insert(audit_log).values(at=datetime.now(UTC), actor=g.user.name, action="snapshot_view",
+        conn.execute(insert(audit_log).values(at=_desk().now(), actor=g.user.name, action="snapshot_view",
                                               target=row.id, detail={"venue": row.venue_id}))
     response = send_file(row.path, mimetype="image/jpeg", max_age=0)
     response.headers["Cache-Control"] = "private, no-store"

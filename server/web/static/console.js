@@ -1,4 +1,6 @@
-// 告警页: open and acknowledged alerts, updated live; acknowledge with a note, resolve with an outcome.
+// 告警页: open and acknowledged alerts, updated live. Most severe first, a countdown to each incident's next
+// escalation step, one-click acknowledge (per alert or per incident), resolve with an outcome, details with
+// the venue's recent events and the alert's snapshots, and an optional alarm sound for critical alerts.
 "use strict";
 
 (() => {
@@ -6,37 +8,195 @@
   const rows = document.getElementById("alert-rows");
   const resolvedRows = document.getElementById("resolved-rows");
   const count = document.getElementById("open-count");
-  const SEVERITY = { high: "高", medium: "中", low: "低" };
+  const SEVERITY = { critical: "紧急", high: "高", medium: "中", low: "低" };
+  const RANK = { critical: 0, high: 1, medium: 2, low: 3 };
   const STATUS = { open: "未确认", acked: "已确认", resolved: "已处置" };
-  const RANK = { high: 0, medium: 1, low: 2 };
+  const FIRED = { renotify: "已再次提醒", township: "已升级至乡镇", county: "已升级至县" };
+  const HEADINGS = ["时间", "级别", "告警", "场所", "设备/传感器", "状态", "操作"];
   const alerts = new Map();
+  // Typed notes and chosen outcomes per alert: a live alert re-renders the list and must not wipe them.
+  const drafts = new Map();
+  // Open detail panels per alert id, kept across re-renders so they are loaded once.
+  const details = new Map();
   let totalActive = 0;
+  let clockOffset = 0;  // server clock minus this PC's clock, in ms
 
-  function actions(alert) {
+  // --- escalation countdown ----------------------------------------------------------------------------
+
+  function serverNow() {
+    return Date.now() + clockOffset;
+  }
+
+  // Township PCs often run with a wrong clock: count down against the server's clock (its Date header).
+  async function syncClock() {
+    try {
+      const sent = Date.now();
+      const response = await fetch("/api/v1/outcomes", { method: "HEAD", credentials: "same-origin" });
+      const server = Date.parse(response.headers.get("Date") || "");
+      // The header has whole seconds: +500 ms is the expected truncation.
+      if (server) { clockOffset = server + 500 - (sent + Date.now()) / 2; }
+    } catch (err) {
+      clockOffset = 0;  // offline for a moment: this PC's clock is the best we have
+    }
+  }
+
+  function clock(seconds) {
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    const s = String(seconds % 60).padStart(2, "0");
+    return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+  }
+
+  // "1:59 后升级：再次提醒值班人员", "已升级（已再次提醒）· 7:59 后升级至乡镇负责人", "已升级（…）".
+  function escalationText(a) {
+    const fired = ((a.incident && a.incident.escalated) || []).map((step) => FIRED[step] || step);
+    const next = a.escalation;
+    if (next) {
+      const left = Math.ceil((Date.parse(next.due_at) - serverNow()) / 1000);
+      if (left <= 0) {
+        // Due: the server takes the step within seconds and then announces the alert again.
+        fired.push(FIRED[next.step] || next.title);
+      } else {
+        const what = next.title.startsWith("升级") ? next.title : `升级：${next.title}`;
+        const countdown = `${clock(left)} 后${what}`;
+        return { text: fired.length ? `已升级（${fired.join("、")}）· ${countdown}` : countdown,
+                 urgent: left <= 60 };
+      }
+    }
+    return { text: fired.length ? `已升级（${fired.join("、")}）` : "", urgent: false };
+  }
+
+  function showEscalation(node, alert) {
+    const { text, urgent } = escalationText(alert);
+    node.textContent = text;
+    node.hidden = !text;
+    node.classList.toggle("urgent", urgent && alert.status === "open");
+  }
+
+  // One timer rewrites every countdown from the due times already loaded: no refetch each second.
+  function tick() {
+    for (const node of rows.querySelectorAll(".countdown")) {
+      const alert = alerts.get(Number(node.dataset.alertId));
+      if (alert) { showEscalation(node, alert); }
+    }
+  }
+
+  // --- alarm sound -------------------------------------------------------------------------------------
+
+  // Browsers let a page make sound only after a user gesture, so sound starts off: the 开启声音 button
+  // enables it and the choice is remembered. On a later visit the first click or key press re-enables it.
+  function alarmSound(button) {
+    const KEY = "vw.sound";
+    let on = localStorage.getItem(KEY) === "on";
+    let audio = null;
+
+    function unlock() {
+      try {
+        audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+        if (audio.state === "suspended") { audio.resume(); }
+      } catch (err) {
+        audio = null;  // no WebAudio in this browser: the list still shows everything
+      }
+    }
+
+    function show() {
+      button.setAttribute("aria-pressed", String(on));
+      button.title = on ? "紧急告警到达时响铃（再次点击关闭）" : "紧急告警到达时响铃";
+    }
+
+    // Three short beeps, generated here: no audio file to ship, nothing the CSP must allow.
+    function beep() {
+      if (!on || !audio) { return; }
+      const start = audio.currentTime + 0.05;
+      for (let i = 0; i < 3; i += 1) {
+        const at = start + i * 0.3;
+        const tone = audio.createOscillator();
+        const gain = audio.createGain();
+        tone.type = "square";
+        tone.frequency.value = 880;
+        gain.gain.setValueAtTime(0.0001, at);
+        gain.gain.exponentialRampToValueAtTime(0.25, at + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.2);
+        tone.connect(gain).connect(audio.destination);
+        tone.start(at);
+        tone.stop(at + 0.22);
+      }
+    }
+
+    button.addEventListener("click", () => {
+      on = !on;
+      localStorage.setItem(KEY, on ? "on" : "off");
+      if (on) { unlock(); beep(); }  // the test beep tells staff the speakers work
+      show();
+    });
+    if (on) {
+      document.addEventListener("pointerdown", unlock, { once: true });
+      document.addEventListener("keydown", unlock, { once: true });
+    }
+    show();
+    return { beep };
+  }
+
+  const sound = alarmSound(document.getElementById("sound-toggle"));
+
+  // --- actions -----------------------------------------------------------------------------------------
+
+  function draft(alert) {
+    if (!drafts.has(alert.id)) { drafts.set(alert.id, { note: "", outcome: "" }); }
+    return drafts.get(alert.id);
+  }
+
+  // Alerts of a duty room (值班无人签到) belong to no venue; the API refuses actions on them and they
+  // resolve themselves when someone checks in.
+  function hasVenue(a) {
+    return Boolean(a.village_name);
+  }
+
+  function actions(alert, incidentLead) {
     if (!config.canAct || alert.status === "resolved") { return ""; }
+    if (!hasVenue(alert)) { return VW.el("div", { class: "alert-notes" }, "值班人员签到后自动恢复"); }
+    const saved = draft(alert);
     const cell = VW.el("div", { class: "actions" });
-    const note = VW.el("input", { type: "text", placeholder: "备注", "aria-label": "备注", class: "note" });
+    const note = VW.el("input", { type: "text", placeholder: "备注（可不填）", "aria-label": "备注", class: "note",
+                                  maxlength: "2000", oninput: () => { saved.note = note.value; } });
+    note.value = saved.note;
     cell.append(note);
     if (alert.status === "open") {
-      cell.append(VW.el("button", { type: "button", class: "ack", onclick: () => act(alert, "ack", { note: note.value }) }, "确认"));
+      cell.append(VW.el("button", { type: "button", class: "ack",
+                                    onclick: (ev) => act(ev.target, `/alerts/${alert.id}/ack`, { note: note.value }, alert) },
+                        "确认"));
     }
-    const outcome = VW.el("select", { "aria-label": "处置结果", class: "outcome" });
+    if (incidentLead) {
+      cell.append(VW.el("button", { type: "button", class: "ack-incident", title: "确认同一事件的全部告警",
+                                    onclick: (ev) => act(ev.target, `/incidents/${alert.incident_id}/ack`,
+                                                         { note: note.value }, alert) }, "全部确认"));
+    }
+    const outcome = VW.el("select", { "aria-label": "处置结果", class: "outcome",
+                                      onchange: () => { saved.outcome = outcome.value; outcome.classList.remove("missing"); } });
     outcome.innerHTML = document.getElementById("outcome-options").innerHTML;
-    cell.append(outcome, VW.el("button", { type: "button", class: "resolve", onclick: () => {
+    outcome.value = saved.outcome;
+    cell.append(outcome, VW.el("button", { type: "button", class: "resolve", onclick: (ev) => {
       if (!outcome.value) { outcome.focus(); outcome.classList.add("missing"); return; }
-      act(alert, "resolve", { outcome: outcome.value, note: note.value });
+      act(ev.target, `/alerts/${alert.id}/resolve`, { outcome: outcome.value, note: note.value }, alert);
     } }, "处置"));
     return cell;
   }
 
-  async function act(alert, verb, body) {
+  async function act(button, path, body, alert) {
+    button.disabled = true;  // a double tap on a tablet must not post twice
     try {
-      upsert(await VW.api(`/alerts/${alert.id}/${verb}`, { method: "POST", body }));
+      const result = await VW.api(path, { method: "POST", body });
+      drafts.delete(alert.id);
+      const changed = result.acked || [result];
+      changed.forEach(upsert);
+      if (!changed.length) { render(); }  // someone else was quicker: re-enable the button
     } catch (err) {
       window.alert("操作失败：" + err.message);
       reload();
     }
   }
+
+  // --- rows --------------------------------------------------------------------------------------------
 
   function where(a) {
     return [a.township_name, a.village_name, a.venue_name].filter(Boolean).join(" · ");
@@ -54,41 +214,156 @@
     if (d.reason === "silent") { out.push("心跳中断"); }
     if (d.skew_s !== undefined) { out.push(`设备时钟偏差 ${Math.round(d.skew_s)} 秒`); }
     if (d.missing) { out.push(`缺失 ${d.missing} 条`); }
+    if (a.rule === "motion_armed" && d.count) { out.push(`移动侦测 ${d.count} 次`); }
+    if (a.rule === "shift_unstaffed" && d.shift) { out.push(`${d.room_name || ""} ${d.shift}无人签到`); }
     return out.length ? VW.el("div", { class: "alert-notes" }, out.join("；")) : null;
   }
 
-  function row(a) {
+  // The incidents on screen: size (the largest count any member reported) and the open members.
+  function incidentsOf(active) {
+    const found = new Map();
+    for (const a of active) {
+      if (!a.incident_id) { continue; }
+      const entry = found.get(a.incident_id) || { size: 0, open: [] };
+      entry.size = Math.max(entry.size, a.incident ? a.incident.alerts : 1);
+      if (a.status === "open" && hasVenue(a)) { entry.open.push(a); }
+      found.set(a.incident_id, entry);
+    }
+    return found;
+  }
+
+  function incidentLabel(a, incident) {
+    if (!incident || incident.size < 2) { return null; }
+    return VW.el("div", { class: "incident", "data-incident-id": a.incident_id }, `同一事件 ${incident.size} 条`);
+  }
+
+  function detailsButton(a) {
+    const open = details.has(a.id);
+    return VW.el("button", { type: "button", class: "details", "aria-expanded": String(open),
+                             "aria-controls": `details-${a.id}`, onclick: () => toggleDetails(a) },
+                 open ? "收起详情" : "详情");
+  }
+
+  function cell(index, ...children) {
+    return VW.el("td", { "data-label": HEADINGS[index] }, ...children);
+  }
+
+  function row(a, incident) {
+    const countdown = VW.el("div", { class: "countdown", "data-alert-id": a.id, role: "timer" });
+    showEscalation(countdown, a);
+    const lead = Boolean(config.canAct && incident && incident.open.length > 1 && incident.open[0] === a);
     return VW.el("tr", { "data-alert-id": a.id, class: `sev-${a.severity} st-${a.status}` },
-      VW.el("td", {}, VW.time(a.opened_at)),
-      VW.el("td", {}, VW.el("span", { class: `badge sev-${a.severity}` }, SEVERITY[a.severity] || a.severity)),
-      VW.el("td", {}, a.title || a.rule, notes(a)),
-      VW.el("td", {}, where(a)),
-      VW.el("td", {}, [a.device, a.sensor].filter(Boolean).join(" / ")),
-      VW.el("td", {}, STATUS[a.status] + (a.acked_by ? `（${a.acked_by}）` : "")),
-      VW.el("td", {}, actions(a)));
+      cell(0, VW.time(a.opened_at)),
+      cell(1, VW.el("span", { class: `badge sev-${a.severity}` }, SEVERITY[a.severity] || a.severity)),
+      cell(2, VW.el("div", { class: "alert-title" }, a.title || a.rule), notes(a), countdown,
+           incidentLabel(a, incident)),
+      cell(3, where(a)),
+      cell(4, [a.device, a.sensor].filter(Boolean).join(" / ")),
+      cell(5, STATUS[a.status] + (a.acked_by ? `（${a.acked_by}）` : "")),
+      cell(6, actions(a, lead), detailsButton(a)));
+  }
+
+  function detailsRow(a) {
+    return VW.el("tr", { class: "details-row", id: `details-${a.id}`, "data-details-for": a.id },
+      VW.el("td", { colspan: 7 }, details.get(a.id)));
   }
 
   function resolvedRow(a) {
     const outcome = config.outcomes[a.outcome] || (a.outcome === "condition_cleared" ? "已自动恢复" : a.outcome);
     return VW.el("tr", { "data-alert-id": a.id },
-      VW.el("td", {}, VW.time(a.resolved_at)), VW.el("td", {}, a.title || a.rule),
-      VW.el("td", {}, where(a)), VW.el("td", {}, outcome), VW.el("td", {}, a.resolved_by || ""));
+      VW.el("td", { "data-label": "时间" }, VW.time(a.resolved_at)),
+      VW.el("td", { "data-label": "告警" }, a.title || a.rule),
+      VW.el("td", { "data-label": "场所" }, where(a)),
+      VW.el("td", { "data-label": "处置结果" }, outcome),
+      VW.el("td", { "data-label": "处置人" }, a.resolved_by || ""));
+  }
+
+  // A re-render replaces the rows: put keyboard focus back on the same control of the same alert.
+  function focused() {
+    const node = document.activeElement;
+    const tr = node && node.closest ? node.closest("tr[data-alert-id]") : null;
+    return tr && rows.contains(tr) && node.classList.length ? { id: tr.dataset.alertId, cls: node.classList[0] } : null;
+  }
+
+  function refocus(spot) {
+    if (!spot) { return; }
+    const node = rows.querySelector(`tr[data-alert-id="${spot.id}"] .${spot.cls}`);
+    if (node) { node.focus(); }
   }
 
   function render() {
+    const spot = focused();
     const newest = (x, y) => y.opened_at.localeCompare(x.opened_at) || y.id - x.id;
     const all = [...alerts.values()].sort(newest);
     // Most severe first: a burst of offline devices must not push a door opening out of sight.
     const active = all.filter((a) => a.status !== "resolved")
       .sort((x, y) => (RANK[x.severity] ?? 9) - (RANK[y.severity] ?? 9) || newest(x, y));
-    rows.replaceChildren(...(active.length ? active.map(row)
+    const incidents = incidentsOf(active);
+    const shown = active.flatMap((a) => (details.has(a.id) ? [row(a, incidents.get(a.incident_id)), detailsRow(a)]
+      : [row(a, incidents.get(a.incident_id))]));
+    rows.replaceChildren(...(active.length ? shown
       : [VW.el("tr", { class: "empty" }, VW.el("td", { colspan: 7 }, "当前没有待处理告警"))]));
     resolvedRows.replaceChildren(...all.filter((a) => a.status === "resolved").slice(0, 20).map(resolvedRow));
-    const shown = Math.max(active.length, totalActive);
-    count.textContent = String(shown);
-    count.title = shown > active.length ? `显示最新 ${active.length} 条，共 ${shown} 条` : "";
-    document.title = (shown ? `(${shown}) ` : "") + "告警 · venuewatch";
+    const total = Math.max(active.length, totalActive);
+    count.textContent = String(total);
+    count.title = total > active.length ? `显示最新 ${active.length} 条，共 ${total} 条` : "";
+    document.title = (total ? `(${total}) ` : "") + "告警 · venuewatch";
+    refocus(spot);
   }
+
+  // --- details: the venue's recent events and the alert's snapshots ------------------------------------
+
+  const KIND = { door: "门磁", motion: "移动侦测", tamper: "摄像头", camera: "摄像头", button: "按钮", system: "系统" };
+  const STATE = { open: "开门", closed: "关门", start: "开始", end: "结束", covered: "遮挡", defocused: "失焦",
+                  moved: "移位", frozen: "画面冻结", clear: "恢复正常", online: "在线", offline: "离线" };
+
+  function toggleDetails(a) {
+    if (details.has(a.id)) {
+      details.delete(a.id);
+    } else {
+      const panel = VW.el("div", { class: "details-panel" }, "加载中…");
+      details.set(a.id, panel);
+      fillDetails(panel, a);
+    }
+    render();
+  }
+
+  async function fillDetails(panel, a) {
+    const [events, pictures] = await Promise.all([recentEvents(a), snapshots(a)]);
+    panel.replaceChildren(
+      VW.el("section", { class: "recent-events" }, VW.el("h3", {}, "场所最近事件"), events),
+      VW.el("section", { class: "snapshots" }, VW.el("h3", {}, "抓拍"), pictures));
+  }
+
+  async function recentEvents(a) {
+    if (!hasVenue(a)) { return VW.el("p", {}, "无场所事件"); }
+    try {
+      const data = await VW.api(`/events?venue=${encodeURIComponent(a.venue)}`);
+      const mine = new Set(a.event_ids || []);
+      const items = data.events.slice(0, 10).map((e) => VW.el("li", { class: mine.has(e.id) ? "this-alert" : "" },
+        `${VW.time(e.occurred_at)}　${KIND[e.kind] || e.kind} ${e.sensor}：${STATE[e.state] || e.state}`));
+      return items.length ? VW.el("ol", { class: "event-list" }, ...items) : VW.el("p", {}, "暂无事件");
+    } catch (err) {
+      return VW.el("p", { class: "error" }, "事件加载失败：" + err.message);
+    }
+  }
+
+  async function snapshots(a) {
+    // A motion alert piles up many events: the latest few pictures are enough to judge it.
+    const ids = (a.event_ids || []).slice(-6);
+    try {
+      const lists = await Promise.all(ids.map((id) => VW.api(`/events/${encodeURIComponent(id)}/snapshots`)));
+      const shots = lists.flatMap((l) => l.snapshots);
+      if (!shots.length) { return VW.el("p", { class: "no-snapshot" }, "无抓拍"); }
+      return VW.el("div", { class: "thumbs" }, ...shots.map((s) =>
+        VW.el("a", { href: s.url, target: "_blank", rel: "noopener", title: "查看原图" },
+          VW.el("img", { class: "thumb", src: s.url, alt: `抓拍 ${VW.time(s.received_at)}`, loading: "lazy" }))));
+    } catch (err) {
+      return VW.el("p", { class: "error" }, "抓拍加载失败：" + err.message);
+    }
+  }
+
+  // --- live updates ------------------------------------------------------------------------------------
 
   let reloadTimer = null;
 
@@ -104,7 +379,14 @@
     const isActive = alert.status !== "resolved";
     totalActive += (isActive ? 1 : 0) - (wasActive ? 1 : 0);
     alerts.set(alert.id, alert);
+    if (!isActive) { details.delete(alert.id); drafts.delete(alert.id); }
     render();
+    return !before;
+  }
+
+  function onLiveAlert(alert) {
+    const isNew = upsert(alert);
+    if (isNew && alert.severity === "critical" && alert.status === "open") { sound.beep(); }
   }
 
   async function reload() {
@@ -112,10 +394,13 @@
       ["open", "acked", "resolved"].map((s) => VW.api(`/alerts?status=${s}&limit=200`)));
     alerts.clear();
     for (const a of [...open.alerts, ...acked.alerts, ...resolved.alerts.slice(0, 20)]) { alerts.set(a.id, a); }
+    for (const id of [...details.keys()]) { if (!alerts.has(id)) { details.delete(id); } }
     totalActive = open.total + acked.total;
     render();
   }
 
-  VW.live({ alert: upsert }, reload);
+  VW.live({ alert: onLiveAlert }, () => { syncClock(); reload(); });
+  syncClock().then(tick);
   reload();
+  setInterval(tick, 1000);
 })();
