@@ -1,0 +1,183 @@
+// 值班 panel on the alerts page: per duty room the running shift and who has checked in (签到), the handover
+// notes (交班记录) with a form to write one, and the next shift. Also warns when holiday data is missing.
+"use strict";
+
+(() => {
+  const config = JSON.parse(document.getElementById("console-config").textContent);
+  const panel = document.getElementById("shift-panel");
+  const list = document.getElementById("shift-rooms");
+  const warning = document.getElementById("holiday-warning");
+  const drafts = new Map();  // room id → handover text being written: a refresh must not wipe it
+  const expanded = new Map();  // room id → open or closed, as the user left it
+  const errors = new Map();  // room id → the last failed action's message
+  let rooms = new Map();
+  let me = "";
+
+  function hhmm(iso) {
+    return new Date(iso).toLocaleTimeString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false,
+                                                        hour: "2-digit", minute: "2-digit" });
+  }
+
+  function day(iso) {
+    return new Date(iso).toLocaleDateString("zh-CN", { timeZone: "Asia/Shanghai" });
+  }
+
+  // "08:00–20:00", or "20:00–次日 08:00" for a shift that runs past midnight.
+  function hours(shift) {
+    return `${hhmm(shift.start)}–${day(shift.end) !== day(shift.start) ? "次日 " : ""}${hhmm(shift.end)}`;
+  }
+
+  function isOn(shift) {
+    return shift.staff.some((p) => p.user === me);
+  }
+
+  function staffList(shift) {
+    return VW.el("ul", { class: "staff-list" }, ...shift.staff.map((p) => {
+      const checked = shift.checked_in.includes(p.user);
+      const name = p.user === me ? `${p.name}（我）` : p.name;
+      return VW.el("li", { class: checked ? "staff checked-in" : "staff", "data-user": p.user },
+        checked ? `✓ ${name} 已签到` : `${name} 未签到`);
+    }));
+  }
+
+  function currentShift(room, shift) {
+    const canCheckIn = config.canAct && isOn(shift) && !shift.checked_in.includes(me);
+    return VW.el("div", { class: "shift current-shift" },
+      VW.el("div", { class: "shift-name" }, `当前班次：${shift.name} ${hours(shift)}`),
+      staffList(shift),
+      canCheckIn ? VW.el("button", { type: "button", class: "checkin primary",
+                                     onclick: (ev) => checkin(ev.target, room) }, "签到") : null);
+  }
+
+  function nextShift(room) {
+    if (!room.next.length) { return null; }
+    return VW.el("p", { class: "next-shift" }, "下一班：" + room.next.map((s) =>
+      `${s.name} ${hours(s)}（${s.staff.map((p) => p.name).join("、")}）`).join("；"));
+  }
+
+  function handoverNotes(room) {
+    if (!room.handover.length) { return VW.el("p", { class: "muted" }, "暂无交班记录"); }
+    return VW.el("ul", { class: "handover-notes" }, ...room.handover.map((n) => VW.el("li", {},
+      VW.el("div", { class: "note-meta" }, `${n.name} · ${VW.time(n.at)}${n.from_previous_shift ? " · 上一班" : ""}`),
+      VW.el("div", { class: "note-text" }, n.text))));
+  }
+
+  function handoverForm(room, mine) {
+    if (!config.canAct) { return null; }
+    const text = VW.el("textarea", { class: "handover-text", rows: "3", maxlength: "4000", "aria-label": "交班记录内容",
+                                     placeholder: "本班情况、未处置的告警、钥匙和设备交接…",
+                                     oninput: () => drafts.set(room.id, text.value) });
+    text.value = drafts.get(room.id) || "";
+    const form = VW.el("div", { class: "handover-form" }, text,
+      VW.el("button", { type: "button", class: "handover-submit", onclick: (ev) => handover(ev.target, room, text) },
+            "提交交班记录"));
+    // Someone not on this room's shift now (a county admin; the officer whose shift just ended) may still
+    // write one, but the form should not take up their screen.
+    return mine ? form : VW.el("details", { class: "handover-more" }, VW.el("summary", {}, "写交班记录"), form);
+  }
+
+  function summary(room) {
+    const staff = room.current.flatMap((s) => s.staff);
+    const checked = room.current.reduce((n, s) => n + s.checked_in.length, 0);
+    const shifts = room.current.map((s) => `${s.name} ${hours(s)}`).join("、") || "当前无排班";
+    return VW.el("summary", {},
+      VW.el("span", { class: "room-name" }, room.name),
+      VW.el("span", { class: checked || !staff.length ? "room-status" : "room-status unstaffed" },
+        `${shifts}${staff.length ? ` · 已签到 ${checked}/${staff.length}` : ""}`));
+  }
+
+  function roomCard(room) {
+    const mine = room.current.some(isOn);
+    const error = errors.get(room.id);
+    const card = VW.el("details", { class: "room", "data-room-id": room.id }, summary(room),
+      room.leader ? VW.el("p", { class: "muted" }, `负责人：${room.leader}`) : null,
+      ...(room.current.length ? room.current.map((s) => currentShift(room, s))
+        : [VW.el("p", { class: "warning" }, "当前无排班")]),
+      error ? VW.el("p", { class: "form-error", role: "alert" }, error) : null,
+      VW.el("h3", {}, "交班记录"), handoverNotes(room), handoverForm(room, mine), nextShift(room));
+    card.open = expanded.has(room.id) ? expanded.get(room.id) : mine || rooms.size === 1;
+    card.addEventListener("toggle", () => expanded.set(room.id, card.open));
+    return card;
+  }
+
+  // A refresh replaces the cards: put focus (and the caret in the handover text) back where it was.
+  function focused() {
+    const node = document.activeElement;
+    const card = node && node.closest ? node.closest("[data-room-id]") : null;
+    if (!card || !list.contains(card) || !node.classList.length) { return null; }
+    return { room: card.dataset.roomId, cls: node.classList[0], caret: node.selectionStart };
+  }
+
+  function refocus(spot) {
+    const node = spot && list.querySelector(`[data-room-id="${spot.room}"] .${spot.cls}`);
+    if (!node) { return; }
+    node.focus();
+    if (typeof spot.caret === "number" && node.setSelectionRange) { node.setSelectionRange(spot.caret, spot.caret); }
+  }
+
+  function render() {
+    panel.hidden = rooms.size === 0;
+    const spot = focused();
+    list.replaceChildren(...[...rooms.values()].map(roomCard));
+    refocus(spot);
+  }
+
+  function update(view) {
+    rooms.set(view.id, view);
+    errors.delete(view.id);
+    render();
+  }
+
+  function fail(room, prefix, err) {
+    errors.set(room.id, prefix + err.message);
+    render();
+  }
+
+  async function checkin(button, room) {
+    button.disabled = true;  // a double tap must not post twice
+    try {
+      update(await VW.api(`/duty/${encodeURIComponent(room.id)}/checkin`, { method: "POST", body: {} }));
+    } catch (err) {
+      fail(room, "签到失败：", err);
+    }
+  }
+
+  async function handover(button, room, text) {
+    if (!text.value.trim()) {
+      fail(room, "", new Error("请先填写交班记录"));
+      return;
+    }
+    button.disabled = true;
+    try {
+      const view = await VW.api(`/duty/${encodeURIComponent(room.id)}/handover`,
+                                { method: "POST", body: { text: text.value } });
+      drafts.delete(room.id);
+      update(view);
+    } catch (err) {
+      fail(room, "提交失败：", err);
+    }
+  }
+
+  function showHolidayWarning(years) {
+    warning.hidden = !years.length;
+    warning.textContent = years.length ? `节假日数据缺失：${years.join("、")} 年（请管理员补充）` : "";
+  }
+
+  async function reload() {
+    let data;
+    try {
+      data = await VW.api("/duty");
+    } catch (err) {
+      return;  // the alert list matters more than this panel; the next refresh tries again
+    }
+    me = data.me;
+    showHolidayWarning(data.holiday_data_missing || []);
+    rooms = new Map(data.rooms.map((r) => [r.id, r]));
+    render();
+  }
+
+  reload();
+  // Shifts change with the clock, not with events: refresh every minute and when a sleeping tablet wakes.
+  setInterval(reload, 60000);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) { reload(); } });
+})();
