@@ -118,16 +118,31 @@ class DutyDesk:
         return out
 
     def _send(self, alert: dict[str, Any], step: str, now: datetime, conn: Any = None) -> int:
-        township = alert.get("township")
-        queued = 0
-        for target in self.targets(township, alert["severity"], step, now):
+        """Enqueue the notifications of one step, in the caller's transaction or in one of our own.
+
+        In our own transaction, with a dispatcher in this process, the rows are stored already claimed and
+        handed straight to it: nothing then waits for SQLite's write lock between the alert and the phone.
+        """
+        if conn is None:
+            with self._engine.begin() as own:
+                ids = self._enqueue(alert, step, now, own, claim=self._dispatcher is not None)
+            if ids and self._dispatcher is not None:
+                self._dispatcher.hand_over(ids)
+            return len(ids)
+        ids = self._enqueue(alert, step, now, conn, claim=False)
+        return len(ids)
+
+    def _enqueue(self, alert: dict[str, Any], step: str, now: datetime, conn: Any, claim: bool) -> list[int]:
+        ids = []
+        for target in self.targets(alert.get("township"), alert["severity"], step, now):
             body = message(alert, REASONS[step], target.channel.lang, self._notify.console_url, now=now)
             key = f"alert:{alert['id']}:{step}:{target.channel.name}:{target.recipient}"
-            queued += self.outbox.enqueue(key, target.channel, target.recipient, alert["severity"], body,
-                                          alert_id=alert["id"], incident_id=alert.get("incident_id"), conn=conn)
-        if queued and self._dispatcher is not None:
-            self._dispatcher.wake()
-        return queued
+            new_id = self.outbox.enqueue_id(key, target.channel, target.recipient, alert["severity"], body,
+                                            alert_id=alert["id"], incident_id=alert.get("incident_id"), conn=conn,
+                                            claim=claim)
+            if new_id is not None:
+                ids.append(new_id)
+        return ids
 
     def alert_opened(self, alert: dict[str, Any], group: Grouping) -> None:
         """A new incident, or a more severe alert in one, is notified; the rest of an incident is not."""

@@ -45,6 +45,7 @@ class Dispatcher:
         self._busy: set[str] = set()  # channels with a lane running
         self._recent: dict[str, deque[datetime]] = defaultdict(deque)  # robot sends in the last minute
         self._wake = threading.Event()
+        self._handed: list[int] = []  # rows stored pre-claimed for us (hand_over), to send without a claim
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -70,6 +71,16 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Look at the outbox now: call after an enqueue has committed."""
+        self._wake.set()
+
+    def hand_over(self, ids: list[int]) -> None:
+        """Send these rows, enqueued with claim=True by this process, as soon as possible.
+
+        The claim was part of the insert, so the dispatcher only reads them: under SQLite a claim is a write
+        and would wait behind an ingest transaction in progress, which is most of the alert-to-phone time.
+        """
+        with self._lock:
+            self._handed.extend(ids)
         self._wake.set()
 
     def stop(self) -> None:
@@ -109,11 +120,28 @@ class Dispatcher:
     def _dispatch(self) -> list[Future[int]]:
         with self._lock:
             busy = set(self._busy)
+            handed, self._handed = self._handed, []
+        # Rows handed over first, and their lanes started before we claim anything: a claim is a write and
+        # may wait behind another writer, which must not delay a message that is ready to go.
+        handed_groups: dict[str, list[Any]] = defaultdict(list)
+        later = []
+        for row in self.outbox.rows(handed) if handed else []:
+            if row.channel in busy:
+                later.append(row.id)  # that channel's lane is running; its turn comes when it ends
+            else:
+                handed_groups[row.channel].append(row)
+        futures = self._start_lanes(handed_groups, later)
+        with self._lock:
+            busy = set(self._busy)
         groups: dict[str, list[Any]] = defaultdict(list)
         for row in self.outbox.claim_due(self._batch, skip_channels=busy):
             groups[row.channel].append(row)
+        return futures + self._start_lanes(groups, [])
+
+    def _start_lanes(self, groups: dict[str, list[Any]], later: list[int]) -> list[Future[int]]:
         with self._lock:
             self._busy.update(groups)
+            self._handed.extend(later)
         return [self._pool.submit(self._lane, name, rows) for name, rows in groups.items()]
 
     def _lane(self, name: str, rows: list[Any]) -> int:

@@ -26,11 +26,20 @@ class Outbox:
 
     def enqueue(self, key: str, channel: ChannelSettings, recipient: str, severity: str, message: dict[str, Any],
                 alert_id: int | None = None, incident_id: int | None = None,
-                conn: Connection | None = None) -> bool:
+                conn: Connection | None = None, claim: bool = False) -> bool:
         """Store a notification, due now. False if `key` was enqueued before (nothing changes then).
 
         Pass `conn` to enqueue inside your own transaction; call Dispatcher.wake() after it commits.
+        With `claim`, the row is stored already claimed for this process's dispatcher (see
+        Dispatcher.hand_over): it then needs no write to claim it, only a read.
         """
+        return self.enqueue_id(key, channel, recipient, severity, message, alert_id, incident_id, conn,
+                               claim) is not None
+
+    def enqueue_id(self, key: str, channel: ChannelSettings, recipient: str, severity: str,
+                   message: dict[str, Any], alert_id: int | None = None, incident_id: int | None = None,
+                   conn: Connection | None = None, claim: bool = False) -> int | None:
+        """As enqueue, returning the new row's id (None if the key was enqueued before)."""
         if len(key) > notifications.c.key.type.length:
             raise ValueError(f"notification key is longer than {notifications.c.key.type.length} characters: "
                              f"{key[:60]!r}…")
@@ -38,11 +47,18 @@ class Outbox:
         stmt = insert_ignore(self._engine.dialect.name, notifications).values(
             key=key, channel=channel.name, kind=channel.type, recipient=recipient, severity=severity,
             message=message, alert_id=alert_id, incident_id=incident_id, created_at=now, due_at=now,
-            attempts=0, status="pending")
+            attempts=0, status="pending", claimed_until=now + self._lease if claim else None,
+        ).returning(notifications.c.id)
         if conn is not None:
-            return conn.execute(stmt).rowcount == 1
+            return conn.execute(stmt).scalar()
         with self._engine.begin() as own:
-            return own.execute(stmt).rowcount == 1
+            return own.execute(stmt).scalar()
+
+    def rows(self, ids: Collection[int]) -> list[Any]:
+        """Pending rows by id (a read: no write lock needed)."""
+        with self._engine.connect() as conn:
+            found = conn.execute(select(notifications).where(n.id.in_(list(ids)), n.status == "pending")).all()
+        return sorted(found, key=lambda r: (r.due_at, r.id))
 
     def claim_due(self, limit: int, skip_channels: Collection[str] = ()) -> list[Any]:
         """Claim up to `limit` due rows for this dispatcher, oldest due first (none of `skip_channels`)."""

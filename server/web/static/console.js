@@ -36,7 +36,7 @@
       // The header has whole seconds: +500 ms is the expected truncation.
       if (server) { clockOffset = server + 500 - (sent + Date.now()) / 2; }
     } catch (err) {
-      clockOffset = 0;  // offline for a moment: this PC's clock is the best we have
+      // Offline for a moment: the last estimate stays (it starts at 0, this PC's own clock).
     }
   }
 
@@ -93,7 +93,7 @@
     function unlock() {
       try {
         audio = audio || new (window.AudioContext || window.webkitAudioContext)();
-        if (audio.state === "suspended") { audio.resume(); }
+        if (audio.state === "suspended") { audio.resume().catch(() => {}); }  // refused without a gesture
       } catch (err) {
         audio = null;  // no WebAudio in this browser: the list still shows everything
       }
@@ -126,7 +126,7 @@
     button.addEventListener("click", () => {
       on = !on;
       localStorage.setItem(KEY, on ? "on" : "off");
-      if (on) { unlock(); beep(); }  // the test beep tells staff the speakers work
+      if (on) { unlock(); beep(); }  // beeping at once tells staff the speakers work
       show();
     });
     if (on) {
@@ -152,34 +152,33 @@
     return Boolean(a.village_name);
   }
 
-  function actions(alert, incidentLead) {
-    if (!config.canAct || alert.status === "resolved") { return ""; }
-    if (!hasVenue(alert)) { return VW.el("div", { class: "alert-notes" }, "值班人员签到后自动恢复"); }
+  // The controls of one alert: acknowledge, the details toggle (`more`), resolve; in that order on screen.
+  function actions(alert, incidentLead, more) {
+    if (!config.canAct || alert.status === "resolved") { return [more]; }
+    if (!hasVenue(alert)) { return [VW.el("div", { class: "alert-notes" }, "值班人员签到后自动恢复"), more]; }
     const saved = draft(alert);
-    const cell = VW.el("div", { class: "actions" });
     const note = VW.el("input", { type: "text", placeholder: "备注（可不填）", "aria-label": "备注", class: "note",
                                   maxlength: "2000", oninput: () => { saved.note = note.value; } });
     note.value = saved.note;
-    cell.append(note);
+    const controls = [note];
     if (alert.status === "open") {
-      cell.append(VW.el("button", { type: "button", class: "ack",
-                                    onclick: (ev) => act(ev.target, `/alerts/${alert.id}/ack`, { note: note.value }, alert) },
-                        "确认"));
+      controls.push(VW.el("button", { type: "button", class: "ack",
+        onclick: (ev) => act(ev.target, `/alerts/${alert.id}/ack`, { note: note.value }, alert) }, "确认"));
     }
     if (incidentLead) {
-      cell.append(VW.el("button", { type: "button", class: "ack-incident", title: "确认同一事件的全部告警",
-                                    onclick: (ev) => act(ev.target, `/incidents/${alert.incident_id}/ack`,
-                                                         { note: note.value }, alert) }, "全部确认"));
+      controls.push(VW.el("button", { type: "button", class: "ack-incident", title: "确认同一事件的全部告警",
+        onclick: (ev) => act(ev.target, `/incidents/${alert.incident_id}/ack`, { note: note.value }, alert) },
+        "全部确认"));
     }
     const outcome = VW.el("select", { "aria-label": "处置结果", class: "outcome",
-                                      onchange: () => { saved.outcome = outcome.value; outcome.classList.remove("missing"); } });
+      onchange: () => { saved.outcome = outcome.value; outcome.classList.remove("missing"); } });
     outcome.innerHTML = document.getElementById("outcome-options").innerHTML;
     outcome.value = saved.outcome;
-    cell.append(outcome, VW.el("button", { type: "button", class: "resolve", onclick: (ev) => {
+    const resolve = VW.el("button", { type: "button", class: "resolve", onclick: (ev) => {
       if (!outcome.value) { outcome.focus(); outcome.classList.add("missing"); return; }
       act(ev.target, `/alerts/${alert.id}/resolve`, { outcome: outcome.value, note: note.value }, alert);
-    } }, "处置"));
-    return cell;
+    } }, "处置");
+    return [...controls, more, VW.el("div", { class: "resolve-group" }, outcome, resolve)];
   }
 
   async function act(button, path, body, alert) {
@@ -197,6 +196,15 @@
   }
 
   // --- rows --------------------------------------------------------------------------------------------
+
+  // Today's alerts show the time only, older ones the date too; the full time is in the tooltip.
+  function shortTime(iso) {
+    const zone = { timeZone: "Asia/Shanghai", hour12: false };
+    const at = new Date(iso);
+    const today = at.toLocaleDateString("zh-CN", zone) === new Date(serverNow()).toLocaleDateString("zh-CN", zone);
+    return today ? at.toLocaleTimeString("zh-CN", zone)
+      : at.toLocaleString("zh-CN", { ...zone, month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  }
 
   function where(a) {
     return [a.township_name, a.village_name, a.venue_name].filter(Boolean).join(" · ");
@@ -253,14 +261,14 @@
     showEscalation(countdown, a);
     const lead = Boolean(config.canAct && incident && incident.open.length > 1 && incident.open[0] === a);
     return VW.el("tr", { "data-alert-id": a.id, class: `sev-${a.severity} st-${a.status}` },
-      cell(0, VW.time(a.opened_at)),
+      cell(0, VW.el("time", { datetime: a.opened_at, title: VW.time(a.opened_at) }, shortTime(a.opened_at))),
       cell(1, VW.el("span", { class: `badge sev-${a.severity}` }, SEVERITY[a.severity] || a.severity)),
       cell(2, VW.el("div", { class: "alert-title" }, a.title || a.rule), notes(a), countdown,
            incidentLabel(a, incident)),
       cell(3, where(a)),
       cell(4, [a.device, a.sensor].filter(Boolean).join(" / ")),
       cell(5, STATUS[a.status] + (a.acked_by ? `（${a.acked_by}）` : "")),
-      cell(6, actions(a, lead), detailsButton(a)));
+      cell(6, VW.el("div", { class: "actions" }, ...actions(a, lead, detailsButton(a)))));
   }
 
   function detailsRow(a) {
@@ -389,14 +397,21 @@
     if (isNew && alert.severity === "critical" && alert.status === "open") { sound.beep(); }
   }
 
+  let loaded = false;
+
   async function reload() {
     const [open, acked, resolved] = await Promise.all(
       ["open", "acked", "resolved"].map((s) => VW.api(`/alerts?status=${s}&limit=200`)));
+    // A critical alert that arrived while the live connection was down deserves the alarm too; the
+    // alerts already there when the page opened do not.
+    const missed = loaded && open.alerts.some((a) => a.severity === "critical" && !alerts.has(a.id));
     alerts.clear();
     for (const a of [...open.alerts, ...acked.alerts, ...resolved.alerts.slice(0, 20)]) { alerts.set(a.id, a); }
     for (const id of [...details.keys()]) { if (!alerts.has(id)) { details.delete(id); } }
     totalActive = open.total + acked.total;
+    loaded = true;
     render();
+    if (missed) { sound.beep(); }
   }
 
   VW.live({ alert: onLiveAlert }, () => { syncClock(); reload(); });

@@ -8,7 +8,7 @@
   const list = document.getElementById("shift-rooms");
   const warning = document.getElementById("holiday-warning");
   const drafts = new Map();  // room id → handover text being written: a refresh must not wipe it
-  const expanded = new Map();  // room id → open or closed, as the user left it
+  const FOLD_KEY = "vw.room-open.";  // + room id: "open" or "closed", as the user left the card
   const errors = new Map();  // room id → the last failed action's message
   let rooms = new Map();
   let me = "";
@@ -64,7 +64,7 @@
 
   function handoverForm(room, mine) {
     if (!config.canAct) { return null; }
-    const text = VW.el("textarea", { class: "handover-text", rows: "3", maxlength: "4000", "aria-label": "交班记录内容",
+    const text = VW.el("textarea", { class: "handover-text", rows: "2", maxlength: "4000", "aria-label": "交班记录内容",
                                      placeholder: "本班情况、未处置的告警、钥匙和设备交接…",
                                      oninput: () => drafts.set(room.id, text.value) });
     text.value = drafts.get(room.id) || "";
@@ -89,14 +89,22 @@
   function roomCard(room) {
     const mine = room.current.some(isOn);
     const error = errors.get(room.id);
-    const card = VW.el("details", { class: "room", "data-room-id": room.id }, summary(room),
-      room.leader ? VW.el("p", { class: "muted" }, `负责人：${room.leader}`) : null,
+    const shifts = VW.el("div", { class: "room-shifts" },
       ...(room.current.length ? room.current.map((s) => currentShift(room, s))
         : [VW.el("p", { class: "warning" }, "当前无排班")]),
       error ? VW.el("p", { class: "form-error", role: "alert" }, error) : null,
-      VW.el("h3", {}, "交班记录"), handoverNotes(room), handoverForm(room, mine), nextShift(room));
-    card.open = expanded.has(room.id) ? expanded.get(room.id) : mine || rooms.size === 1;
-    card.addEventListener("toggle", () => expanded.set(room.id, card.open));
+      nextShift(room), room.leader ? VW.el("p", { class: "muted" }, `负责人：${room.leader}`) : null);
+    const notes = VW.el("div", { class: "room-handover" },
+      VW.el("h3", {}, "交班记录"), handoverNotes(room), handoverForm(room, mine));
+    const head = summary(room);
+    const card = VW.el("details", { class: "room", "data-room-id": room.id }, head,
+      VW.el("div", { class: "room-body" }, shifts, notes));
+    const folded = localStorage.getItem(FOLD_KEY + room.id);
+    card.open = folded === null ? mine || rooms.size === 1 : folded === "open";
+    // Remembered across reloads: an officer who folds the panel away wants the alerts on screen tomorrow too.
+    // Only the user's own click counts (the toggle event fires for our programmatic `open` as well); the
+    // click runs before the details element toggles.
+    head.addEventListener("click", () => localStorage.setItem(FOLD_KEY + room.id, card.open ? "closed" : "open"));
     return card;
   }
 
