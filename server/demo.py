@@ -52,8 +52,9 @@ def _minutes(hhmm: str) -> int:
     return int(h) * 60 + int(m)
 
 
-def write_demo_files(data_dir: Path, mqtt_port: int, http_port: int, now: datetime) -> tuple[Path, list[Path]]:
-    """Inventory, server config, device configs and scenarios for the demo; returns (server config, agents)."""
+def write_demo_files(data_dir: Path, mqtt_port: int, http_port: int, now: datetime,
+                     duty_user: str = "duty-demo") -> tuple[Path, list[Path]]:
+    """Inventory, server config, duty roster, device configs and scenarios; returns (server config, agents)."""
     local = now.astimezone(TZ)
     villages = [{"id": village, "name": vname, "venues": [{
         "id": venue, "name": name, "hours": demo_hours(local, open_now),
@@ -65,8 +66,15 @@ def write_demo_files(data_dir: Path, mqtt_port: int, http_port: int, now: dateti
     server = {"broker": {"url": f"mqtt://127.0.0.1:{mqtt_port}", "client_id": "venuewatch-demo-server"},
               "inventory": "inventory.yaml", "data_dir": ".", "timezone": "Asia/Shanghai",
               "http": {"host": "127.0.0.1", "port": http_port, "secure_cookies": False},
-              "rules": {"door_held_open_minutes": 2}}
+              "rules": {"door_held_open_minutes": 2}, "duty": {"roster": "roster.yaml"}}
     _dump(data_dir / "server.yaml", server)
+    # One duty room for the township, its 24-hour shift starting this hour: the demo user can check in now.
+    shift_start = f"{local.hour:02d}:00"
+    _dump(data_dir / "roster.yaml", {
+        "people": [{"user": duty_user, "name": "演示值班员"}],
+        "rooms": [{"id": "room-qingshui", "name": "清水镇值班室", "township": "t-qingshui",
+                   "shifts": [{"name": "全天班", "start": shift_start, "end": shift_start, "staff": [duty_user]}]}],
+    })
     agents = []
     for _, _, _, _, device, _, scenario in VENUES:
         _dump(data_dir / f"{device}.yaml", {
@@ -105,11 +113,11 @@ def run_demo(http_port: int, mqtt_port: int, data_dir: Path | None) -> int:
     server = None
     agents, players = [], []
     try:
-        server_cfg, agent_cfgs = write_demo_files(data_dir, broker.port, http_port, datetime.now(UTC))
+        user = f"duty-{secrets.token_hex(2)}"
+        server_cfg, agent_cfgs = write_demo_files(data_dir, broker.port, http_port, datetime.now(UTC), user)
         config = load_server_config(server_cfg)
         server = VenueWatchServer(config, load_inventory(config.inventory))
         password = secrets.token_urlsafe(12)
-        user = f"duty-{secrets.token_hex(2)}"
         add_user(server.engine, server.inventory, user, "township_duty", "t-qingshui", password, actor="demo")
         token = new_token(server.engine, user, label="demo")
         server.start()
