@@ -251,8 +251,8 @@ class DutyDesk:
         early = timedelta(minutes=self.roster.checkin_early_minutes)
         candidates = [s for s in instances(room, now, now + early, self._tz) if user in s.staff and s.end > now]
         if not candidates:
-            raise DutyError(f"{user} is not on a shift of {room.name} now (check-in opens "
-                            f"{int(self.roster.checkin_early_minutes)} minutes before the shift)", 409)
+            raise DutyError(f"您当前不在{room.name}的班次上（签到在班次开始前 {int(self.roster.checkin_early_minutes)} "
+                            f"分钟开放） / {user} is not on a shift of {room.name} now", 409)
         return candidates[0]
 
     def checkin(self, room_id: str, user: str) -> dict[str, Any]:
@@ -274,13 +274,14 @@ class DutyDesk:
         """交班记录: a note for the next shift, written by someone on (or just finishing) a shift here."""
         text = text.strip()
         if not text or len(text) > MAX_HANDOVER:
-            raise DutyError(f"text must be 1 to {MAX_HANDOVER} characters")
+            raise DutyError(f"交班记录不能为空，最多 {MAX_HANDOVER} 字 / text must be 1 to {MAX_HANDOVER} characters")
         now = self._now()
         room = self.room(room_id)
         mine = [s for s in instances(room, now - timedelta(hours=2), now + timedelta(seconds=1), self._tz)
                 if user in s.staff]
         if not mine:
-            raise DutyError(f"{user} has no shift in {room.name} now or in the last two hours", 409)
+            raise DutyError(f"您现在（及两小时内）不在{room.name}的班次上，不能写交班记录 / {user} has no shift in "
+                            f"{room.name} now or in the last two hours", 409)
         shift = mine[-1]
         with self._engine.begin() as conn:
             conn.execute(insert(handovers).values(room=room.id, shift_start=shift.start, user=user, at=now, text=text))

@@ -78,6 +78,9 @@ def scope() -> frozenset[str] | None:
 
 def can_see(venue_id: str) -> bool:
     allowed = scope()
+    if venue_id.startswith("room:"):
+        # A duty room's own alerts (值班无人签到) go to the county: county users see and handle them.
+        return allowed is None
     return venue_id in services().inventory.venues and (allowed is None or venue_id in allowed)
 
 

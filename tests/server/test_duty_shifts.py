@@ -55,6 +55,9 @@ def test_nobody_checked_in_alerts_the_county_and_check_in_clears_it(make):
     assert response.get_json()["current"][0]["checked_in"] == ["duty-one"]
     [left] = duty.server.book.list(status="open")
     assert left["venue_name"] == "县值班中心"  # only the room that checked in is cleared
+    # The county handles it (acknowledges while it phones the room); a township user cannot even see it.
+    assert duty.api("POST", f"/alerts/{left['id']}/ack", user="duty-one").status_code == 404
+    assert duty.api("POST", f"/alerts/{left['id']}/ack", user="admin", note="已电话联系").status_code == 200
     resolved = [a for a in duty.server.book.list(status="resolved") if a["rule"] == "shift_unstaffed"]
     assert resolved[0]["outcome"] == "condition_cleared"
     # A second click changes nothing; someone not on the shift cannot check in for it.

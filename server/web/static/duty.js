@@ -73,14 +73,18 @@
             "提交交班记录"));
     // Someone not on this room's shift now (a county admin; the officer whose shift just ended) may still
     // write one, but the form should not take up their screen.
-    return mine ? form : VW.el("details", { class: "handover-more" }, VW.el("summary", {}, "写交班记录"), form);
+    if (mine) { return form; }
+    const more = VW.el("details", { class: "handover-more" }, VW.el("summary", { class: "handover-open" }, "写交班记录"),
+                       form);
+    more.open = Boolean(text.value);  // a refresh must not fold away a note being written
+    return more;
   }
 
   function summary(room) {
     const staff = room.current.flatMap((s) => s.staff);
     const checked = room.current.reduce((n, s) => n + s.checked_in.length, 0);
     const shifts = room.current.map((s) => `${s.name} ${hours(s)}`).join("、") || "当前无排班";
-    return VW.el("summary", {},
+    return VW.el("summary", { class: "room-head" },
       VW.el("span", { class: "room-name" }, room.name),
       VW.el("span", { class: checked || !staff.length ? "room-status" : "room-status unstaffed" },
         `${shifts}${staff.length ? ` · 已签到 ${checked}/${staff.length}` : ""}`));
