@@ -28,6 +28,9 @@ OUTCOMES: dict[str, str] = {
     "test": "测试",
     "other": "其他",
 }
+# Detail keys that add up when an occurrence piles into an open alert (motion count, lost rows, …).
+COUNTED = frozenset({"count", "dropped", "rows", "changes"})
+MAX_EVENT_IDS = 500  # an alert that piles up keeps its latest event ids, not an unbounded list
 AUTO_OUTCOME = "condition_cleared"  # set by the system only, never offered to staff
 STATUSES = ("open", "acked", "resolved")
 
@@ -79,11 +82,14 @@ class AlertBook:
                 alert_id = self._reopen(conn, d) if d.reopen_within is not None else None
                 if alert_id is None and d.accumulate and (alert_id := self._accumulate(conn, d)) is not None:
                     accumulated = alert_id
+                elif alert_id is not None:  # re-opened: it joins (or starts) an incident again
+                    accumulated = None
+                    group = grouping.attach(conn, alert_id, d.venue_id, severity, d.at, self._group_window)
                 else:
                     accumulated = None
-                    if alert_id is None:
-                        alert_id = conn.execute(insert(alerts).values(**row)).inserted_primary_key[0]
-                    group = grouping.attach(conn, alert_id, d.venue_id, severity, d.at, self._group_window)
+                    group = grouping.attach(conn, None, d.venue_id, severity, d.at, self._group_window)
+                    alert_id = conn.execute(insert(alerts).values(**row, incident_id=group.incident_id)
+                                            ).inserted_primary_key[0]
         except IntegrityError:
             return None  # this condition already has an active alert
         if accumulated is not None:
@@ -96,15 +102,18 @@ class AlertBook:
 
     def _accumulate(self, conn: Any, d: OpenAlert) -> int | None:
         """Add a new occurrence's numbers to the open alert of the same condition (None: there is none)."""
-        seen = conn.execute(select(alerts.c.event_ids).where(alerts.c.key == d.key)).scalars().all()
+        # The latest few alerts of this condition are enough to recognise a resend; all of them would make
+        # every motion or chatter event read the key's whole history.
+        seen = conn.execute(select(alerts.c.event_ids).where(alerts.c.key == d.key)
+                            .order_by(alerts.c.id.desc()).limit(5)).scalars().all()
         if d.event_ids and any(set(d.event_ids) <= set(ids) for ids in seen):
             return -1  # this occurrence was counted before (a resend): nothing to add, nothing to raise
         active = conn.execute(select(alerts).where(alerts.c.active_key == d.key)).first()
         if active is None:
             return None
         changed = conn.execute(update(alerts).where(and_(alerts.c.id == active.id, alerts.c.active_key == d.key))
-                               .values(detail=_add_numbers(active.detail, d.detail),
-                                       event_ids=[*active.event_ids, *d.event_ids])).rowcount
+                               .values(detail=_add_counts(active.detail, d.detail),
+                                       event_ids=[*active.event_ids, *d.event_ids][-MAX_EVENT_IDS:])).rowcount
         return active.id if changed else None
 
     def _reopen(self, conn: Any, d: OpenAlert) -> int | None:
@@ -308,18 +317,23 @@ class AlertBook:
         return alert
 
 
-def _add_numbers(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Sum numbers key by key (nested dicts too); other values: the newer one."""
+def _add_counts(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Add the counters (COUNTED, nested dicts too) of a new occurrence; anything else: the newer value.
+
+    A score or a window length is a property of the latest occurrence, not something to add up.
+    """
     merged = dict(old)
     for key, value in new.items():
-        before = merged.get(key)
-        if isinstance(value, dict) and isinstance(before, dict):
-            merged[key] = _add_numbers(before, value)
-        elif isinstance(value, int | float) and isinstance(before, int | float) and not isinstance(value, bool):
-            merged[key] = before + value
-        else:
-            merged[key] = value
+        merged[key] = _sum(merged.get(key), value) if key in COUNTED else value
     return merged
+
+
+def _sum(before: Any, value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(before, dict):
+        return {**before, **{k: _sum(before.get(k), v) for k, v in value.items()}}
+    if isinstance(value, int | float) and isinstance(before, int | float) and not isinstance(value, bool):
+        return before + value
+    return value
 
 
 def _note(at: datetime, by: str, action: str, text: str) -> dict[str, str]:

@@ -124,6 +124,8 @@ class DutyDesk:
         handed straight to it: nothing then waits for SQLite's write lock between the alert and the phone.
         """
         if conn is None:
+            if not self.targets(alert.get("township"), alert["severity"], step, now):
+                return 0  # nobody to tell (no roster): no transaction, no disk sync
             with self._engine.begin() as own:
                 ids = self._enqueue(alert, step, now, own, claim=self._dispatcher is not None)
             if ids and self._dispatcher is not None:

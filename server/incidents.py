@@ -39,9 +39,10 @@ def joins(incident_severity: str, incident_acked: bool, last_at: datetime, sever
     return not (incident_acked and more_severe)
 
 
-def attach(conn: Connection, alert_id: int, venue_id: str, severity: str, at: datetime,
+def attach(conn: Connection, alert_id: int | None, venue_id: str, severity: str, at: datetime,
            window: timedelta) -> Grouping:
-    """Put a just-stored (or re-opened) alert into its venue's open incident, or start one."""
+    """Put an alert into its venue's open incident, or start one; `alert_id` None: the caller stores the
+    alert itself afterwards with `incident_id` set (one statement less per alert)."""
     current = conn.execute(select(incidents).where(and_(
         incidents.c.venue_id == venue_id, incidents.c.closed == False,  # noqa: E712
     )).order_by(incidents.c.last_at.desc()).limit(1).with_for_update()).first()
@@ -51,13 +52,15 @@ def attach(conn: Connection, alert_id: int, venue_id: str, severity: str, at: da
         conn.execute(update(incidents).where(incidents.c.id == current.id).values(
             last_at=max(at, current.last_at), alert_count=incidents.c.alert_count + 1,
             severity=severity if raised else current.severity))
-        conn.execute(update(alerts).where(alerts.c.id == alert_id).values(incident_id=current.id))
-        return Grouping(current.id, False, raised)
-    incident_id = conn.execute(insert(incidents).values(
-        venue_id=venue_id, opened_at=at, last_at=at, severity=severity, alert_count=1, closed=False,
-    )).inserted_primary_key[0]
-    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(incident_id=incident_id))
-    return Grouping(incident_id, True, False)
+        group = Grouping(current.id, False, raised)
+    else:
+        incident_id = conn.execute(insert(incidents).values(
+            venue_id=venue_id, opened_at=at, last_at=at, severity=severity, alert_count=1, closed=False,
+        )).inserted_primary_key[0]
+        group = Grouping(incident_id, True, False)
+    if alert_id is not None:
+        conn.execute(update(alerts).where(alerts.c.id == alert_id).values(incident_id=group.incident_id))
+    return group
 
 
 def mark_acked(conn: Connection, incident_id: int | None, at: datetime) -> None:

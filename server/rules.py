@@ -240,11 +240,12 @@ def door_chatter(door: DoorFact, venue: VenueInfo, recent_changes: Sequence[date
                  max_changes: int) -> OpenAlert | None:
     """传感器故障: a door contact that changes state `max_changes` times within `window` is loose or faulty.
 
-    `recent_changes` are this sensor's change times, this one included. One alert per sensor while it is
-    open (later bursts add to it); staff resolve it once the contact is fixed.
+    `recent_changes` are this sensor's change times, this one included. It fires when a burst reaches
+    `max_changes`, not on every change after that (a contact rattling all night is one alert, and not
+    thousands of writes); a later burst adds to the open alert. Staff resolve it once the contact is fixed.
     """
     inside = [t for t in recent_changes if door.occurred_at - window < t <= door.occurred_at]
-    if len(inside) < max_changes:
+    if len(inside) != max_changes:
         return None
     return OpenAlert(rule="sensor_fault", venue_id=venue.id, key=f"sensor_fault:{door.device}:{door.sensor}",
                      at=door.occurred_at, device=door.device, sensor=door.sensor, event_ids=(door.event_id,),

@@ -210,6 +210,9 @@ def list_events() -> Any:
         allowed = scope()
         if allowed is not None:
             query = query.where(events.c.venue_id.in_(allowed))
+    kind = request.args.get("kind") or None
+    if kind:
+        query = query.where(events.c.kind == kind)
     since = request.args.get("since")
     if since:
         try:

@@ -37,7 +37,7 @@ def test_after_hours_opening_reaches_the_console_live_and_is_handled(mosquitto, 
         # The same alert through the API; the open venue raised none.
         listed = api(srv, "/alerts?status=open").json()["alerts"]
         assert [a["id"] for a in listed] == [alert["id"]]
-        events = wait_for(lambda: len(e := api(srv, "/events?venue=venue-b").json()["events"]) == 2 and e,
+        events = wait_for(lambda: len(e := api(srv, "/events?venue=venue-b&kind=door").json()["events"]) == 2 and e,
                           what="both events of the open venue")
         assert sorted(e["state"] for e in events) == ["closed", "open"]
 
@@ -67,7 +67,7 @@ def test_events_carry_seq_that_survives_an_agent_restart(mosquitto, server_facto
     for _ in range(2):
         agent = agent_process(config, scenario)
         assert agent.wait(timeout=20) == 0, agent.stdout.read()
-    events = wait_for(lambda: (e := api(srv, "/events?venue=venue-a").json()["events"]) and len(e) == 4 and e,
+    events = wait_for(lambda: (e := api(srv, "/events?venue=venue-a&kind=door").json()["events"]) and len(e) == 4 and e,
                       timeout=10, what="4 events")
     # All unique, and increasing across the two runs (heartbeats share the counter, so there are gaps).
     by_time = [e["seq"] for e in sorted(events, key=lambda e: e["occurred_at"])]

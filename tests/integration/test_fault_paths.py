@@ -44,7 +44,7 @@ def toggle(agent: Agent, times: int) -> None:
 
 
 def stored(url: str, token: str) -> list[dict]:
-    return requests.get(url + "/api/v1/events?venue=venue-a", headers={"Authorization": f"Bearer {token}"},
+    return requests.get(url + "/api/v1/events?venue=venue-a&kind=door", headers={"Authorization": f"Bearer {token}"},
                         timeout=5).json()["events"]
 
 

@@ -250,7 +250,7 @@ def assert_nothing_lost(server: ServerProcess, agents: list[AgentRun], changes: 
         left = agent.unacked_events()
         assert left == [], (f"{agent.device}: {len(left)} door events still unacknowledged in the journal, "
                             f"seqs {[s for s, _, _ in left][:20]}")
-    lost_reports = server.events(kind="system")
+    lost_reports = [r for r in server.events(kind="system") if r["sensor"] == "journal"]
     assert lost_reports == [], f"an agent reported journal losses: {[dict(r) for r in lost_reports]}"
     errors = problems(server, agents)
     assert errors == [], "errors logged:\n" + "\n".join(errors[:20])
@@ -333,7 +333,9 @@ def test_broker_killed_mid_stream_loses_nothing(tmp_path):
 
 def test_server_killed_mid_stream_stores_everything_once(tmp_path):
     """5 agents x 1,000 door changes; the server SIGKILLed mid-stream and started again 1 s later."""
-    agents_n, changes, interval = 5, 1000, 0.004
+    # 8 s of changes per agent: every opening at the closed venue is also an alert (and its incident), so
+    # the server must still be storing when it is killed, on a loaded 2-core machine too.
+    agents_n, changes, interval = 5, 1000, 0.008
     root = f"nl2x{os.getpid()}"
     broker = Broker(tmp_path / "broker", "persistence false\n")
     devices = [f"nl2-{i}" for i in range(agents_n)]
