@@ -25,7 +25,7 @@ from server.inventory import Inventory
 from server.mqttlink import MqttIngest
 from server.notify import Dispatcher
 from server.opening import OpeningCheck
-from server.roster import RosterFile, load_roster
+from server.roster import RosterFile, load_checked_roster
 from server.rules import OpenDoor, data_gap, device_status, doors_held_open, silent_devices
 from server.store import create_schema, devices, make_engine, sensor_states, streams, venues
 from server.streams import Stream
@@ -59,6 +59,14 @@ def sync_inventory(engine: Engine, inventory: Inventory) -> None:
                 conn.execute(update(devices).where(devices.c.id == device).values(venue_id=venue_id))
             else:
                 conn.execute(insert(devices).values(id=device, venue_id=venue_id, status="unknown"))
+
+
+def load_server_roster(config: ServerConfig, inventory: Inventory) -> RosterFile:
+    """The duty roster, checked against the inventory and the notify channels (none: an empty roster)."""
+    if config.duty.roster is None:
+        return RosterFile()
+    townships = {v.township_id for v in inventory.venues.values()}
+    return load_checked_roster(config.duty.roster, townships, {c.name: c.type for c in config.notify.channels})
 
 
 def load_secret_key(data_dir: Path) -> bytes:
@@ -100,7 +108,7 @@ class VenueWatchServer:
                              snapshot_dir=config.data_dir / "snapshots",
                              max_snapshot_bytes=config.ingest.max_snapshot_bytes, armed=self.arming.armed_at)
         self.mqtt = MqttIngest(self.ingest, config.broker) if role in ("all", "ingest") else None
-        roster = load_roster(config.duty.roster) if config.duty.roster else RosterFile()
+        roster = load_server_roster(config, inventory)
         # Notifications are sent by the process that runs the timed rules; the web role only enqueues.
         self.dispatcher = Dispatcher(self.engine, config.notify, now=now) if role in ("all", "ingest") else None
         self.duty = DutyDesk(self.engine, inventory, self.book, roster, config.notify, self.arming, config.tz, now,

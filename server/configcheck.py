@@ -39,9 +39,13 @@ def check_file(path: Path, device: Path | None = None) -> str:
         cfg = load_device_config(path)
         return f"{path}: device config OK ({cfg.device}, {len(cfg.doors)} doors)"
     if kind == "server":
+        from server.app import load_server_roster
+
         cfg = load_server_config(path)
         inv = load_inventory(cfg.inventory)
-        return f"{path}: server config OK (inventory {cfg.inventory}: {len(inv.venues)} venues)"
+        roster = load_server_roster(cfg, inv)
+        duty = f", roster {cfg.duty.roster}: {len(roster.rooms)} duty rooms" if cfg.duty.roster else ""
+        return f"{path}: server config OK (inventory {cfg.inventory}: {len(inv.venues)} venues{duty})"
     if kind == "scenario":
         if device is None:
             raise ConfigError(f"{path}: a scenario is checked against a device: add --device DEVICE.yaml")

@@ -37,12 +37,14 @@ from server.roster import (
     shifts_at,
     unstaffed,
 )
-from server.rules import shift_staffed, shift_unstaffed
+from server.rules import ResolveAlert, shift_staffed, shift_unstaffed
 from server.store import alerts, arming_sent, audit_log, escalations, handovers, incidents, shift_checkins
 
 log = logging.getLogger("venuewatch.server.duty")
 
 REASONS = {"new": "new", "renotify": "renotify", "township": "escalate_township", "county": "escalate_county"}
+# Alerts whose first notification has its own wording (a shift, not a venue).
+FIRST_REASON = {"shift_unstaffed": "shift_unstaffed"}
 MAX_HANDOVER = 4000
 
 
@@ -137,7 +139,8 @@ class DutyDesk:
     def _enqueue(self, alert: dict[str, Any], step: str, now: datetime, conn: Any, claim: bool) -> list[int]:
         ids = []
         for target in self.targets(alert.get("township"), alert["severity"], step, now):
-            body = message(alert, REASONS[step], target.channel.lang, self._notify.console_url, now=now)
+            reason = FIRST_REASON.get(alert["rule"], "new") if step == "new" else REASONS[step]
+            body = message(alert, reason, target.channel.lang, self._notify.console_url, now=now)
             key = f"alert:{alert['id']}:{step}:{target.channel.name}:{target.recipient}"
             new_id = self.outbox.enqueue_id(key, target.channel, target.recipient, alert["severity"], body,
                                             alert_id=alert["id"], incident_id=alert.get("incident_id"), conn=conn,
@@ -178,10 +181,12 @@ class DutyDesk:
 
     def _escalate(self, incident: Any, step: str, due_at: datetime, now: datetime) -> int:
         with self._engine.connect() as conn:
-            lead = conn.execute(select(alerts.c.id).where(and_(
-                alerts.c.incident_id == incident.id, alerts.c.status == "open")).order_by(alerts.c.id).limit(1)).first()
-        if lead is None:
+            waiting = conn.execute(select(alerts.c.id, alerts.c.severity).where(and_(
+                alerts.c.incident_id == incident.id, alerts.c.status == "open"))).all()
+        if not waiting:
             return 0  # acknowledged meanwhile
+        # The message is about the incident's most severe alert: the door, not the device that went offline.
+        lead = min(waiting, key=lambda r: (SEVERITY_RANK.get(r.severity, 9), r.id))
         alert = self._book.get(lead.id)
         assert alert is not None
         try:
@@ -211,7 +216,21 @@ class DutyDesk:
             for shift in unstaffed(running, present, now, grace):
                 decision = shift_unstaffed(room.id, room.name, shift.name, shift.start, now)
                 opened += self._book.apply(decision) is not None
+        self._close_ended_shifts(now)
         return opened
+
+    def _close_ended_shifts(self, now: datetime) -> None:
+        """A 值班无人签到 whose shift is over can no longer be cleared by a check-in: it ends with the shift
+        (the alert, its times and who acknowledged it stay on record for the reports)."""
+        with self._engine.connect() as conn:
+            waiting = conn.execute(select(alerts.c.key, alerts.c.detail).where(and_(
+                alerts.c.rule == "shift_unstaffed", alerts.c.active_key.is_not(None)))).all()
+        for row in waiting:
+            room = next((r for r in self.roster.rooms if r.id == row.detail.get("room")), None)
+            start = datetime.fromisoformat(row.detail["shift_start"])
+            ended = room is None or not any(s.start == start for s in shifts_at(room, now, self._tz))
+            if ended:
+                self._book.apply(ResolveAlert(key=row.key, at=now, reason="shift ended without check-in"))
 
     def push_arming(self, now: datetime) -> int:
         """Tell each venue's agents when its arming state changes (retained, so a returning agent learns it)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STEPS = ("renotify", "township", "county")
 STEP_TITLES = {"renotify": "再次提醒值班人员", "township": "升级至乡镇负责人", "county": "升级至县值班中心"}
@@ -43,6 +44,19 @@ def _defaults() -> dict[str, StepMinutes]:
 
 class EscalationPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_severity_defaults(cls, data: Any) -> Any:
+        """A severity given in part keeps its own defaults for the steps not given (not critical's)."""
+        if not isinstance(data, dict):
+            return data
+        defaults = _defaults()
+        filled = dict(data)
+        for severity, given in data.items():
+            if severity in defaults and isinstance(given, dict):
+                filled[severity] = {**defaults[severity].model_dump(), **given}
+        return filled
 
     critical: StepMinutes = Field(default_factory=lambda: _defaults()["critical"])
     high: StepMinutes = Field(default_factory=lambda: _defaults()["high"])

@@ -191,6 +191,32 @@ def county_room(roster: RosterFile) -> Room | None:
     return next((r for r in roster.rooms if r.township is None), None)
 
 
+def problems(roster: RosterFile, townships: set[str], channel_types: dict[str, str]) -> list[str]:
+    """What in a valid roster does not fit the inventory and the notify config (each with its fix)."""
+    found = []
+    for ri, room in enumerate(roster.rooms):
+        if room.township is not None and room.township not in townships:
+            found.append(f"rooms[{ri}].township: {room.township!r} is not a township of the inventory "
+                         f"(one of: {', '.join(sorted(townships)) or 'none'})")
+        for ci, name in enumerate(room.channels):
+            kind = channel_types.get(name)
+            if kind is None:
+                found.append(f"rooms[{ri}].channels[{ci}]: {name!r} is not in notify.channels of the server config "
+                             f"(add it there, or remove it here)")
+            elif kind == "email":
+                found.append(f"rooms[{ri}].channels[{ci}]: {name!r} is an email channel; e-mail goes to people "
+                             "(their email in people:), so remove it from the room's channels")
+    return found
+
+
+def load_checked_roster(path: str | Path, townships: set[str], channel_types: dict[str, str]) -> RosterFile:
+    roster = load_roster(path)
+    found = problems(roster, townships, channel_types)
+    if found:
+        raise ConfigError(f"{path}: " + "; ".join(found))
+    return roster
+
+
 def load_roster(path: str | Path) -> RosterFile:
     path = Path(path)
     try:

@@ -185,7 +185,7 @@ incidents = Table(
     Column("last_at", UTCDateTime, nullable=False),  # newest alert joined: the grouping window runs from here
     Column("severity", String(8), nullable=False),  # the most severe of its alerts
     Column("alert_count", Integer, nullable=False, default=1),
-    Column("closed", Boolean, nullable=False, default=False),  # every alert acknowledged or resolved
+    Column("closed", Boolean, nullable=False, default=False),  # every alert resolved
     Column("acked_at", UTCDateTime),
     Index("ix_incidents_venue", "venue_id", "closed"),
 )

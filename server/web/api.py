@@ -13,7 +13,7 @@ from sqlalchemy import select
 from server.alerts import OUTCOMES, STATUSES, LifecycleError
 from server.openapi import OPENAPI
 from server.store import devices, events, sensor_states, streams
-from server.web.auth import api_login_required, can_see, scope, services
+from server.web.auth import api_login_required, can_see, can_see_alert, scope, services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -84,7 +84,7 @@ def _wrong_method(exc: Exception) -> Any:
 
 def _acting_on(alert_id: int) -> Any:
     alert = services().book.get(alert_id)
-    if alert is None or not can_see(alert["venue"]):
+    if alert is None or not can_see_alert(alert):
         return None, _error(f"alert {alert_id} not found", 404)
     if not g.user.can_act:
         return None, _error(f"role {g.user.role} may only read", 403)

@@ -78,10 +78,14 @@ def scope() -> frozenset[str] | None:
 
 def can_see(venue_id: str) -> bool:
     allowed = scope()
-    if venue_id.startswith("room:"):
-        # A duty room's own alerts (值班无人签到) go to the county: county users see and handle them.
-        return allowed is None
     return venue_id in services().inventory.venues and (allowed is None or venue_id in allowed)
+
+
+def can_see_alert(alert: dict[str, Any]) -> bool:
+    if alert["venue"].startswith("room:"):
+        # A duty room's own alerts (值班无人签到) go to the county: county users see and handle them.
+        return scope() is None
+    return can_see(alert["venue"])
 
 
 def _audit(actor: str, action: str, detail: dict[str, Any]) -> None:

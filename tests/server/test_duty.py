@@ -203,3 +203,19 @@ def test_arming_is_scoped_and_validated(duty):
     assert bad.status_code == 400 and "minutes" in bad.get_json()["error"]
     bad = duty.api("POST", "/venues/venue-a/arming", user="duty-one", mode="sleep")
     assert bad.status_code == 400 and "mode" in bad.get_json()["error"]
+
+
+def test_escalation_speaks_of_the_most_severe_alert_of_the_incident(duty):
+    duty.server.ingest.handle("vw/pi-a/event", event("pi-a", duty.clock(), "offline", seq=1, kind="camera",
+                                                     sensor="cam1"))
+    [offline] = duty.server.book.list(status="open")
+    assert (offline["rule"], offline["severity"]) == ("camera_offline", "medium")
+    duty.clock.advance(minutes=1)
+    door = door_alert(duty, seq=2)  # the door opens while the incident is still unacknowledged: it joins it
+    assert door["incident_id"] == offline["incident_id"] and door["incident"]["severity"] == "critical"
+    duty.dispatcher.run_once()
+    assert counts(duty)["one-robot"] == 1  # the more severe alert was notified in its own right
+    duty.clock.advance(minutes=10)  # the incident is critical now: T2 is 10 minutes from its start
+    duty.deliver()
+    [mail] = duty.mail.to("leader-one@example.cn")
+    assert "非开放时段开门" in mail["subject"]

@@ -64,6 +64,15 @@ def test_nobody_checked_in_alerts_the_county_and_check_in_clears_it(make):
     assert duty.api("POST", "/duty/room-one/checkin", user="duty-one").status_code == 200
     assert duty.api("POST", "/duty/county/checkin", user="duty-one").status_code == 404  # not their room
     assert duty.api("POST", "/duty/county/checkin", user="reviewer").status_code == 403
+    # A duty room is not a venue: its id is no way into the venue routes.
+    assert duty.api("GET", "/venues/room:county", user="admin").status_code == 404
+    assert duty.api("POST", "/venues/room:county/arming", user="admin", mode="armed").status_code == 404
+
+    # Nobody came for the county's shift at all: when it ends, its alert ends with it (kept on record).
+    duty.clock.t = shanghai(2026, 11, 26, 8, 0)
+    duty.deliver()
+    ended = [a for a in duty.server.book.list(status="resolved") if a["venue_name"] == "县值班中心"]
+    assert [n["text"] for n in ended[0]["notes"]][-1] == "shift ended without check-in"
 
 
 def night_and_day_roster() -> dict:

@@ -46,3 +46,10 @@ def test_times_are_configurable_per_severity_and_low_does_not_escalate():
     assert due_steps(POLICY, "low", OPENED, False, set(), minutes(600)) == []
     assert names(due_steps(POLICY, "medium", OPENED, False, set(), minutes(9))) == []
     assert names(due_steps(POLICY, "medium", OPENED, False, set(), minutes(10))) == ["renotify"]
+
+
+def test_a_severity_given_in_part_keeps_its_own_defaults_for_the_rest():
+    policy = EscalationPolicy.model_validate({"medium": {"renotify": 5}, "low": {"renotify": 30}})
+    assert (policy.medium.renotify, policy.medium.township, policy.medium.county) == (5, 30, 60)
+    assert (policy.low.renotify, policy.low.township, policy.low.county) == (30, None, None)
+    assert names(due_steps(policy, "low", OPENED, False, set(), minutes(600))) == ["renotify"]

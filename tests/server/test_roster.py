@@ -12,6 +12,7 @@ from server.roster import (
     instances,
     is_quiet,
     previous_shift,
+    problems,
     room_for,
     shifts_at,
     unstaffed,
@@ -106,3 +107,18 @@ def test_bad_rosters_say_where_and_how_to_fix(yaml_text, expected):
     with pytest.raises(ConfigError) as info:
         load_model(RosterFile, yaml_text, "roster.yaml")
     assert "roster.yaml" in str(info.value) and expected in str(info.value)
+
+
+def test_roster_must_fit_the_inventory_and_the_channels():
+    r = load_model(RosterFile, ROSTER_YAML.replace("rooms:\n  - id: county\n    name: 县值班中心\n",
+                                                   "rooms:\n  - id: county\n    name: 县值班中心\n"
+                                                   "    channels: [mail, ghost]\n"), "roster.yaml")
+    found = problems(r, {"t-elsewhere"}, {"mail": "email"})
+    assert found == [
+        "rooms[0].channels[0]: 'mail' is an email channel; e-mail goes to people (their email in people:), so "
+        "remove it from the room's channels",
+        "rooms[0].channels[1]: 'ghost' is not in notify.channels of the server config (add it there, or remove "
+        "it here)",
+        "rooms[1].township: 't-dongxiang' is not a township of the inventory (one of: t-elsewhere)",
+    ]
+    assert problems(roster(), {"t-dongxiang"}, {}) == []
