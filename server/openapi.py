@@ -22,6 +22,8 @@ _ERRORS = {
     "404": _json(_ref("Error"), "not found or outside your scope"),
 }
 _ALERT_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+_VENUE_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_ROOM = [{"name": "room", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -37,7 +39,7 @@ OPENAPI: dict[str, Any] = {
                 "required": ["id", "rule", "severity", "status", "venue", "opened_at", "notes", "event_ids"],
                 "properties": {
                     "id": {"type": "integer"}, "rule": {"type": "string"}, "title": {"type": "string"},
-                    "severity": {"enum": ["high", "medium", "low"]}, "status": {"enum": list(STATUSES)},
+                    "severity": {"enum": ["critical", "high", "medium", "low"]}, "status": {"enum": list(STATUSES)},
                     "venue": {"type": "string"}, "venue_name": {"type": "string"},
                     "village_name": {"type": ["string", "null"]}, "township": {"type": ["string", "null"]},
                     "township_name": {"type": ["string", "null"]}, "resolved_by": {"type": ["string", "null"]},
@@ -50,8 +52,18 @@ OPENAPI: dict[str, Any] = {
                     "outcome": {"type": ["string", "null"]},
                     "notes": {"type": "array", "items": {"type": "object"}},
                     "event_ids": {"type": "array", "items": {"type": "string"}},
+                    "incident_id": {"type": ["integer", "null"]},
+                    "incident": {"type": "object", "description": "the incident this alert belongs to: id, alerts "
+                                 "(count), severity, opened_at, escalated (steps taken)"},
+                    "escalation": {"type": ["object", "null"], "description": "the next escalation step "
+                                   "{step, title, due_at}; null once acknowledged"},
                 },
             },
+            "Arming": {"type": "object", "required": ["armed", "source"], "properties": {
+                "armed": {"type": "boolean"}, "source": {"enum": ["schedule", "override"]},
+                "until": {"type": ["string", "null"], "format": "date-time"}, "by": {"type": "string"},
+                "note": {"type": "string"}, "today": {"type": "object"}}},
+            "DutyRoom": {"type": "object", "required": ["id", "name", "current", "next", "handover"]},
             "Venue": {"type": "object", "required": ["id", "name", "township", "village", "open_now"]},
             "Event": {"type": "object", "required": ["id", "device", "venue", "seq", "kind", "sensor", "state"]},
         },
@@ -94,9 +106,51 @@ OPENAPI: dict[str, Any] = {
         "/events": {"get": {
             "summary": "events, newest first (at most 500)",
             "parameters": [{"name": "venue", "in": "query", "schema": {"type": "string"}},
+                           {"name": "kind", "in": "query", "schema": {"type": "string"}},
                            {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
             "responses": {"200": _json({"type": "object", "properties": {
                 "events": {"type": "array", "items": _ref("Event")}}}), **_ERRORS}}},
+        "/incidents/{id}/ack": {"post": {
+            "summary": "acknowledge every open alert of an incident (全部确认)", "parameters": _ALERT_ID,
+            "requestBody": {"content": {"application/json": {"schema": {
+                "type": "object", "properties": {"note": {"type": "string", "maxLength": 2000}}}}}},
+            "responses": {"200": _json({"type": "object", "properties": {
+                "acked": {"type": "array", "items": _ref("Alert")}}}), **_ERRORS}}},
+        "/venues/{id}/arming": {
+            "get": {"summary": "arming state (布防/撤防) and today's posted hours", "parameters": _VENUE_ID,
+                    "responses": {"200": _json(_ref("Arming")), **_ERRORS}},
+            "post": {"summary": "arm or disarm for a period, or back to the schedule (audited)",
+                     "parameters": _VENUE_ID,
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["mode"], "properties": {
+                             "mode": {"enum": ["armed", "disarmed", "schedule"]},
+                             "minutes": {"type": "number", "minimum": 1, "maximum": 10080},
+                             "note": {"type": "string", "maxLength": 2000}}}}}},
+                     "responses": {"200": _json(_ref("Arming")), **_ERRORS}}},
+        "/duty": {"get": {"summary": "duty rooms in your scope: current and next shift, check-ins, handover notes",
+                          "responses": {"200": _json({"type": "object", "properties": {
+                              "rooms": {"type": "array", "items": _ref("DutyRoom")},
+                              "holiday_data_missing": {"type": "array", "items": {"type": "integer"}}}}),
+                              **_ERRORS}}},
+        "/duty/{room}/checkin": {"post": {
+            "summary": "check in (签到) to your running shift", "parameters": _ROOM,
+            "responses": {"200": _json(_ref("DutyRoom")), "409": _json(_ref("Error"), "not on a shift now"),
+                          **_ERRORS}}},
+        "/duty/{room}/handover": {"post": {
+            "summary": "write a handover note (交班记录) for the next shift", "parameters": _ROOM,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["text"], "properties": {"text": {"type": "string",
+                                                                                "maxLength": 4000}}}}}},
+            "responses": {"200": _json(_ref("DutyRoom")), "409": _json(_ref("Error"), "no shift of yours"),
+                          **_ERRORS}}},
+        "/events/{id}/snapshots": {"get": {
+            "summary": "snapshots (抓拍) taken for an event", "parameters": _VENUE_ID,
+            "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+        "/snapshots/{device}/{name}.jpg": {"get": {
+            "summary": "one snapshot picture (viewing is audited)",
+            "parameters": [{"name": "device", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "image/jpeg"}, **_ERRORS}}},
         "/stream": {"get": {
             "summary": "server-sent events: `alert` (an alert as in /alerts) and `state` (door or device state); "
                        "send Last-Event-ID to resume; `resync` means reload the lists",
