@@ -117,7 +117,10 @@ def main() -> int:
         t0 = time.monotonic()
         pin.drive_high()  # NC contact: pin high = door open
         arrived, alert = alerts.get(timeout=10)
-        assert alert["rule"] == "door_after_hours"
+        # Other updates share the stream (the door rattling 200 times is also 传感器故障; an incident's
+        # countdown changes): the opening's own new alert is the one timed.
+        while (alert["rule"], alert["status"]) != ("door_after_hours", "open"):
+            arrived, alert = alerts.get(timeout=10)
         latencies.append((arrived - t0) * 1000)
         agent_part.append((handed[-1] - t0) * 1000)
         time.sleep(0.06)  # past the 50 ms debounce window
