@@ -40,6 +40,15 @@ def _room(room_id: str) -> Any:
     return next((r for r in _rooms_for_user() if r.id == room_id), None)
 
 
+def _cannot_write(room_id: str) -> Any:
+    """The error for a write to a duty room outside the user's scope or by a read-only role; else None."""
+    if _room(room_id) is None:
+        return _error(f"duty room {room_id!r} not found", 404)
+    if not g.user.can_act:
+        return _error(f"role {g.user.role} may only read", 403)
+    return None
+
+
 @bp.errorhandler(BadBody)
 def _bad_body(exc: BadBody) -> Any:
     return _error(str(exc), 400)
@@ -56,10 +65,8 @@ def duty() -> Any:
 @bp.route("/duty/<room_id>/checkin", methods=["POST"])
 @api_login_required
 def checkin(room_id: str) -> Any:
-    if _room(room_id) is None:
-        return _error(f"duty room {room_id!r} not found", 404)
-    if not g.user.can_act:
-        return _error(f"role {g.user.role} may only read", 403)
+    if problem := _cannot_write(room_id):
+        return problem
     try:
         return _desk().checkin(room_id, g.user.name)
     except DutyError as exc:
@@ -69,10 +76,8 @@ def checkin(room_id: str) -> Any:
 @bp.route("/duty/<room_id>/handover", methods=["POST"])
 @api_login_required
 def handover(room_id: str) -> Any:
-    if _room(room_id) is None:
-        return _error(f"duty room {room_id!r} not found", 404)
-    if not g.user.can_act:
-        return _error(f"role {g.user.role} may only read", 403)
+    if problem := _cannot_write(room_id):
+        return problem
     text = _body().get("text", "")
     if not isinstance(text, str):
         return _error("text must be a string", 400)

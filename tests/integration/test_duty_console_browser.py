@@ -3,7 +3,8 @@
 A duty officer logs in at a township duty room: the running shift is unstaffed (值班无人签到) until they
 check in; after-hours door openings arrive live as one critical incident with an escalation countdown and
 a snapshot; one click acknowledges the whole incident; a handover note is written; a venue is disarmed
-for a cleaner and put back on its schedule. Screenshots of both pages are taken (into docs/screenshots/ with VW_SCREENSHOTS=docs/screenshots).
+for a cleaner and put back on its schedule. Screenshots of both pages are taken (into docs/screenshots/
+with VW_SCREENSHOTS=docs/screenshots).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tests.helpers import ALWAYS_CLOSED, ALWAYS_OPEN, cdnet_frame, write_yaml
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 # The pictures in docs/ are refreshed on purpose (VW_SCREENSHOTS=docs/screenshots bash scripts/test.sh);
 # an ordinary run writes them beside the test's own files, so it leaves the checkout as it was.
@@ -95,20 +95,6 @@ def duty_server(mosquitto, tmp_path: Path, request: pytest.FixtureRequest) -> It
     finally:
         server.stop()
 
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (.ci/run does)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        context = browser.new_context(viewport={"width": 1024, "height": 768}, locale="zh-CN")
-        yield context.new_page()
-        browser.close()
 
 
 @pytest.fixture
