@@ -267,7 +267,7 @@ class AlertBook:
             steps = fired.get(incident.id, [])
             upcoming = None
             if alert["status"] == "open" and not incident.closed:
-                upcoming = next_step(self.policy, incident.severity, incident.opened_at,
+                upcoming = next_step(self.policy, incident.severity, grouping.clock_start(incident),
                                      incident.acked_at is not None, steps)
             alert["incident"] = {"id": incident.id, "alerts": incident.alert_count, "severity": incident.severity,
                                  "opened_at": _iso(incident.opened_at), "escalated": steps}

@@ -21,7 +21,7 @@ from protocol import Command
 from server.alerts import AlertBook
 from server.arming import ArmingBook
 from server.escalation import due_steps
-from server.incidents import Grouping
+from server.incidents import Grouping, clock_start
 from server.inventory import Inventory
 from server.notify import ChannelSettings, Dispatcher, NotifySettings, Outbox, message
 from server.roster import (
@@ -174,7 +174,7 @@ class DutyDesk:
                     fired.setdefault(r.incident_id, set()).add(r.step)
         taken = 0
         for incident in waiting:
-            for step in due_steps(self._book.policy, incident.severity, incident.opened_at, False,
+            for step in due_steps(self._book.policy, incident.severity, clock_start(incident), False,
                                   fired.get(incident.id, set()), now):
                 taken += self._escalate(incident, step.name, step.due_at, now)
         return taken

@@ -49,14 +49,15 @@ def attach(conn: Connection, alert_id: int | None, venue_id: str, severity: str,
     if current is not None and joins(current.severity, current.acked_at is not None, current.last_at, severity, at,
                                      window):
         raised = SEVERITY_RANK.get(severity, 9) < SEVERITY_RANK.get(current.severity, 9)
-        conn.execute(update(incidents).where(incidents.c.id == current.id).values(
-            last_at=max(at, current.last_at), alert_count=incidents.c.alert_count + 1,
-            severity=severity if raised else current.severity))
+        values: dict[str, object] = {"last_at": max(at, current.last_at), "alert_count": incidents.c.alert_count + 1}
+        if raised:
+            values.update(severity=severity, clock_from=at)
+        conn.execute(update(incidents).where(incidents.c.id == current.id).values(**values))
         group = Grouping(current.id, False, raised)
     else:
         incident_id = conn.execute(insert(incidents).values(
             venue_id=venue_id, opened_at=at, last_at=at, severity=severity, alert_count=1, closed=False,
-        )).inserted_primary_key[0]
+            clock_from=at)).inserted_primary_key[0]
         group = Grouping(incident_id, True, False)
     if alert_id is not None:
         conn.execute(update(alerts).where(alerts.c.id == alert_id).values(incident_id=group.incident_id))
@@ -78,3 +79,8 @@ def close_if_done(conn: Connection, incident_id: int | None) -> None:
         alerts.c.incident_id == incident_id, alerts.c.status != "resolved"))).scalar_one()
     if remaining == 0:
         conn.execute(update(incidents).where(incidents.c.id == incident_id).values(closed=True))
+
+
+def clock_start(incident: object) -> datetime:
+    """Where an incident's escalation steps are counted from (rows from before clock_from existed: opened_at)."""
+    return getattr(incident, "clock_from", None) or incident.opened_at  # type: ignore[attr-defined]

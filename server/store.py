@@ -187,6 +187,9 @@ incidents = Table(
     Column("alert_count", Integer, nullable=False, default=1),
     Column("closed", Boolean, nullable=False, default=False),  # every alert resolved
     Column("acked_at", UTCDateTime),
+    # Escalation timing starts here: the first alert, or the more severe alert that raised the incident (its
+    # faster steps count from when it arrived, not from a minor alert half an hour earlier).
+    Column("clock_from", UTCDateTime),
     Index("ix_incidents_venue", "venue_id", "closed"),
 )
 

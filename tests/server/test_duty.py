@@ -219,3 +219,25 @@ def test_escalation_speaks_of_the_most_severe_alert_of_the_incident(duty):
     duty.deliver()
     [mail] = duty.mail.to("leader-one@example.cn")
     assert "非开放时段开门" in mail["subject"]
+
+
+def test_a_raised_incident_counts_its_escalation_from_the_severe_alert(duty):
+    # Cameras of the venue drop one after another for 25 minutes (one medium incident, re-notified at 10).
+    for seq, (minute, camera) in enumerate(((0, "cam1"), (9, "cam2"), (18, "cam3")), start=1):
+        duty.clock.t = NOW + timedelta(minutes=minute)
+        duty.server.ingest.handle("vw/pi-a/event", event("pi-a", duty.clock(), "offline", seq=seq, kind="camera",
+                                                         sensor=camera))
+        duty.deliver()
+    duty.clock.t = NOW + timedelta(minutes=25)
+    door = door_alert(duty, seq=4)  # then the door: it joins and raises the incident to critical
+    assert door["incident"]["severity"] == "critical" and door["incident"]["escalated"] == ["renotify"]
+    # The critical steps count from the door's arrival, not from the first camera 25 minutes earlier.
+    assert door["escalation"] == {"step": "township", "title": "升级至乡镇负责人",
+                                  "due_at": (NOW + timedelta(minutes=35)).isoformat()}
+    duty.clock.advance(minutes=9, seconds=59)
+    duty.deliver()
+    assert duty.mail.to("leader-one@example.cn") == []  # not woken for a door seconds old
+    duty.clock.advance(seconds=1)
+    duty.deliver()
+    [mail] = duty.mail.to("leader-one@example.cn")
+    assert "非开放时段开门" in mail["subject"]
