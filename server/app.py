@@ -130,8 +130,7 @@ class VenueWatchServer:
         if role in ("all", "web"):
             services = Services(self.engine, inventory, self.book, self.hub, self.ingest.counters, config.tz,
                                 broker_connected=self.mqtt.connected.is_set if self.mqtt else None,
-                                store_ok=lambda: self.ingest.store_ok, duty=self.duty,
-                                holiday_data_missing=missing)
+                                store_ok=lambda: self.ingest.store_ok, duty=self.duty)
             self.app = app = create_app(services, load_secret_key(config.data_dir),
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours,
                                         trusted_proxies=config.http.trusted_proxies)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +31,6 @@ class Services:
     broker_connected: Any = None  # callable -> bool, None when the web runs without ingest
     store_ok: Any = None  # callable -> bool: can ingest write to the database right now?
     duty: Any = None  # server.duty.DutyDesk: roster, check-in, handover, arming
-    holiday_data_missing: list[int] = field(default_factory=list)  # years chinese-calendar does not know
 
 
 def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = True,
