@@ -180,8 +180,8 @@ class Agent:
         return None
 
     def _command(self, command: Command) -> None:
-        """From the server over `cmd`. Arming is retained there, so it is repeated at every reconnect: only a
-        change is recorded (and confirmed with a `system/arming` event the console can show)."""
+        """From the server over `cmd`. The broker keeps the arming command retained and delivers it again at
+        every reconnect: only a change is recorded (and confirmed with a `system/arming` event)."""
         if command.cmd not in ("arm", "disarm"):
             log.info("event=command_not_supported device=%s cmd=%s", self.config.device, command.cmd)
             return
