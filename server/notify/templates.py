@@ -32,6 +32,12 @@ _RULE_EN = {
     "data_gap": "Data gap",
     "data_lost": "Data lost (device buffer overflow)",
     "clock_skew": "Clock skew",
+    "motion_armed": "Motion while armed",
+    "camera_tamper": "Camera tampered",
+    "camera_offline": "Video lost",
+    "sensor_fault": "Sensor fault",
+    "venue_not_opened": "Venue not opened on time",
+    "shift_unstaffed": "Shift unstaffed (nobody checked in)",
 }
 _LABELS = {
     "zh": {"venue": "场所", "opened": "时间", "device": "设备", "unacked": "已 {m} 分钟未确认",

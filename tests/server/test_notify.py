@@ -606,3 +606,11 @@ def test_relative_secret_files_are_resolved_against_the_config_folder(tmp_path):
     assert resolved.channels[0].secret_file == tmp_path / "secrets/ding"
     assert resolved.channels[1].smtp.password_file == tmp_path / "secrets/smtp"
     assert resolved.channels[1].smtp.effective_port == 587
+
+
+def test_every_rule_has_an_english_name():
+    from server.rules import RULES
+
+    for rule in RULES:
+        title = render({**ALERT, "rule": rule, "title": RULES[rule][1]}, "new", "en")["title"]
+        assert not any("\u4e00" <= ch <= "\u9fff" for ch in title.split(" · ")[0]), (rule, title)
