@@ -25,7 +25,6 @@ from server.incidents import Grouping, clock_start
 from server.inventory import Inventory
 from server.notify import ChannelSettings, Dispatcher, NotifySettings, Outbox, message
 from server.roster import (
-    SEVERITY_RANK,
     Room,
     RosterFile,
     ShiftInstance,
@@ -37,7 +36,7 @@ from server.roster import (
     shifts_at,
     unstaffed,
 )
-from server.rules import ResolveAlert, shift_staffed, shift_unstaffed
+from server.rules import SEVERITY_RANK, ResolveAlert, shift_staffed, shift_unstaffed
 from server.store import alerts, arming_sent, audit_log, escalations, handovers, incidents, shift_checkins
 
 log = logging.getLogger("venuewatch.server.duty")

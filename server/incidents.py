@@ -13,9 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
+from server.rules import SEVERITY_RANK
 from server.store import alerts, incidents
-
-SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
 @dataclass(frozen=True)

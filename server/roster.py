@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from protocol.configfile import ConfigError, load_model
 from server.hours import DAYS
+from server.rules import SEVERITY_RANK
 
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 RoomId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
 class _Strict(BaseModel):

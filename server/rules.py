@@ -15,6 +15,7 @@ from server.inventory import VenueInfo
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
+SEVERITY_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}  # 0 is the most severe
 
 # Default severity and Chinese title per rule; severities can be changed per rule in the server config.
 RULES: dict[str, tuple[Severity, str]] = {
