@@ -25,9 +25,10 @@ from server.inventory import Inventory
 from server.mqttlink import MqttIngest
 from server.notify import Dispatcher
 from server.opening import OpeningCheck
+from server.reports.archive import ReportArchive, ReportScheduler
 from server.roster import RosterFile, load_checked_roster
 from server.rules import OpenDoor, data_gap, device_status, doors_held_open, silent_devices
-from server.store import create_schema, devices, make_engine, sensor_states, streams, venues
+from server.store import create_schema, device_status_log, devices, make_engine, sensor_states, streams, venues
 from server.streams import Stream
 from server.web import Services, create_app, new_secret_key
 
@@ -117,6 +118,10 @@ class VenueWatchServer:
         self.opening = OpeningCheck(self.engine, inventory, self.book, self.arming, self.national, config.tz,
                                     timedelta(minutes=config.rules.not_opened_minutes),
                                     timedelta(minutes=config.rules.door_no_motion_minutes), now)
+        self.reports = ReportArchive(self.engine, inventory, self.national, config.tz, config.data_dir, roster,
+                                     config.reports.lang, now)
+        self.report_scheduler = (ReportScheduler(self.reports, config.reports.build_time, config.reports.late_days)
+                                 if role in ("all", "ingest") and config.reports.enabled else None)
         missing = self.national.missing_years({now().year, (now() + timedelta(days=40)).year})
         if missing:
             log.warning("event=holiday_data_missing years=%s hint=add calendar.extra_holidays/extra_workdays or "
@@ -130,7 +135,7 @@ class VenueWatchServer:
         if role in ("all", "web"):
             services = Services(self.engine, inventory, self.book, self.hub, self.ingest.counters, config.tz,
                                 broker_connected=self.mqtt.connected.is_set if self.mqtt else None,
-                                store_ok=lambda: self.ingest.store_ok, duty=self.duty)
+                                store_ok=lambda: self.ingest.store_ok, duty=self.duty, reports=self.reports)
             self.app = app = create_app(services, load_secret_key(config.data_dir),
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours,
                                         trusted_proxies=config.http.trusted_proxies)
@@ -155,6 +160,8 @@ class VenueWatchServer:
             self.dispatcher.start()
         if self.role in ("all", "ingest"):
             self._spawn("timed-rules", self._timed_rules_loop)
+        if self.report_scheduler:
+            self.report_scheduler.start()
         if self.http:
             self._spawn("http", self._serve_http)
             log.info("event=web_started url=%s", self.url)
@@ -179,6 +186,8 @@ class VenueWatchServer:
             self.mqtt.stop()
         if self.dispatcher:
             self.dispatcher.stop()
+        if self.report_scheduler:
+            self.report_scheduler.stop()
         self.hub.close()
         if self.http:
             self.http.close()
@@ -216,6 +225,9 @@ class VenueWatchServer:
                 changed = conn.execute(update(devices).where(  # unless it spoke since we looked
                     (devices.c.id == device) & (devices.c.status == "online") & (devices.c.last_seen == seen)).values(
                     status="offline", status_at=now, status_reason="silent")).rowcount
+                if changed:
+                    conn.execute(insert(device_status_log).values(device=device, at=now, status="offline",
+                                                                  reason="silent"))
             if not changed:
                 continue  # a message arrived meanwhile
             venue = self.inventory.venues[self.inventory.device_venue[device]]

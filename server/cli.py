@@ -10,6 +10,7 @@ import secrets
 import signal
 import sys
 import threading
+from datetime import date
 from pathlib import Path
 
 from protocol.configfile import ConfigError
@@ -46,6 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("name")
     tok.add_argument("--config", **CONFIG_ARG)
 
+    p = sub.add_parser("report", help="nightly reports and the monthly county review")
+    report_sub = p.add_subparsers(dest="report_command", required=True)
+    nightly = report_sub.add_parser("nightly", help="build (or rebuild, as a new revision) one day's reports")
+    nightly.add_argument("--date", type=_iso_date, help="local date YYYY-MM-DD (default: yesterday)")
+    nightly.add_argument("--out", type=Path, help="also write every report as HTML, PDF and CSV into this folder")
+    nightly.add_argument("--lang", choices=["zh", "en"], help="language of the files (default: reports.lang)")
+    nightly.add_argument("--config", **CONFIG_ARG)
+    monthly = report_sub.add_parser("monthly", help="the county review of one month as PDF and CSV")
+    monthly.add_argument("--month", type=_iso_month, help="YYYY-MM (default: last month)")
+    monthly.add_argument("--out", type=Path, default=Path("."), help="folder for the files (default: here)")
+    monthly.add_argument("--lang", choices=["zh", "en"], help="language (default: reports.lang)")
+    monthly.add_argument("--config", **CONFIG_ARG)
+
     p = sub.add_parser("check-config", help="validate a server, inventory, device or scenario file")
     p.add_argument("file", type=Path)
     p.add_argument("--device", type=Path, help="device config, to check a scenario against its doors")
@@ -61,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args.http_port, args.mqtt_port, args.data_dir)
         if args.command == "user":
             return _user(args)
+        if args.command == "report":
+            return _report(args)
         return _check_config(args.file, args.device)
     except ConfigError as exc:
         print(f"venuewatch: configuration error\n{exc}", file=sys.stderr)
@@ -113,6 +129,66 @@ def _user(args: argparse.Namespace) -> int:
     print(f"user {args.name} created ({args.role}{', ' + args.scope if args.scope else ''})")
     if generated:
         print(f"password (shown once, change it after first login): {password}")
+    return 0
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-25") from None
+
+
+def _iso_month(text: str) -> date:
+    try:
+        return date.fromisoformat(f"{text}-01")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month; write YYYY-MM, e.g. 2026-11") from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from server.app import load_server_roster, open_store
+    from server.calendar import NationalCalendar
+    from server.reports import render
+    from server.reports.archive import ReportArchive
+    from server.reports.review import load_review, month_days
+
+    config, inventory = _load(args.config)
+    engine = open_store(config, inventory)
+    national = NationalCalendar(config.calendar.extra_holidays, config.calendar.extra_workdays)
+    lang = args.lang or config.reports.lang
+    archive = ReportArchive(engine, inventory, national, config.tz, config.data_dir,
+                            load_server_roster(config, inventory), lang)
+    today = datetime.now(UTC).astimezone(config.tz).date()
+    if args.report_command == "monthly":
+        first = args.month or (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+        review = load_review(engine, inventory, month_days(first), None)
+        title = f"{inventory.county_name} {first:%Y-%m} " + ("月度督查报告" if lang == "zh" else "monthly review")
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem = args.out / f"review-{first:%Y-%m}"
+        html_text = render.review_html(review, lang, config.tz, title, datetime.now(UTC))
+        stem.with_suffix(".pdf").write_bytes(render.pdf(html_text))
+        stem.with_suffix(".csv").write_text(render.review_csv(review), encoding="utf-8")
+        print(f"{stem}.pdf\n{stem}.csv")
+        return 0
+    day = args.date or today - timedelta(days=1)
+    for built in archive.build(day, "manual"):
+        figures = archive.get(built.day, built.scope, built.revision)
+        assert figures is not None
+        line = f"{built.day} {built.scope} revision {built.revision}"
+        if args.out:
+            folder = args.out / built.day
+            folder.mkdir(parents=True, exist_ok=True)
+            stem = folder / f"{built.scope}-r{built.revision}"
+            files = archive.snapshot_files(figures)
+            stem.with_suffix(".html").write_text(
+                render.html(figures, lang, config.tz, lambda sid, f=files: f.get(sid)), encoding="utf-8")
+            stem.with_suffix(".csv").write_text(render.csv_text(figures, lang), encoding="utf-8")
+            stem.with_suffix(".pdf").write_bytes(archive.pdf_bytes(figures, lang))
+            line += f": {stem}.html .pdf .csv"
+        print(line)
     return 0
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -99,6 +100,20 @@ class DutySettings(_Strict):
                                          "step, per severity")
 
 
+class ReportSettings(_Strict):
+    build_after: str = Field("00:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                             description="local time (HH:MM) after which last night's reports are built; late "
+                             "events still arriving just after midnight are then included")
+    late_days: int = Field(7, ge=0, le=60, description="rebuild a report (new revision) when events of its day "
+                           "arrive up to this many days later")
+    lang: Literal["zh", "en"] = Field("zh", description="language of the stored PDFs (others are printed on demand)")
+    enabled: bool = Field(True, description="build reports in this process (the scheduler role)")
+
+    @property
+    def build_time(self) -> time:
+        return time.fromisoformat(self.build_after)
+
+
 class ServerConfig(_Strict):
     broker: ServerBroker
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite file in data_dir")
@@ -112,6 +127,7 @@ class ServerConfig(_Strict):
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     duty: DutySettings = Field(default_factory=DutySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
     @field_validator("timezone")
     @classmethod

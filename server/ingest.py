@@ -41,7 +41,16 @@ from server.rules import (
     door_after_hours,
     door_chatter,
 )
-from server.store import boots, devices, events, insert_ignore, sensor_states, snapshots, streams
+from server.store import (
+    boots,
+    device_status_log,
+    devices,
+    events,
+    insert_ignore,
+    sensor_states,
+    snapshots,
+    streams,
+)
 from server.streams import Stream, receive
 from server.timebase import BootClock, event_time, observe
 from server.timebase import clock_skew as measure_skew
@@ -128,12 +137,17 @@ class _Batch:
     # changes reaches the browsers as one final state, not as a flood.
     updates: dict[tuple[str, str | None], tuple[str, dict[str, Any]]] = field(default_factory=dict)
     acks: set[str] = field(default_factory=set)  # devices whose journal we acknowledge after the commit
+    status_changes: list[dict[str, Any]] = field(default_factory=list)  # rows for device_status_log
+
 
     def update(self, key: tuple[str, str | None], venue_id: str, data: dict[str, Any]) -> None:
         self.updates.pop(key, None)  # re-inserted: keeps the order of the latest changes
         self.updates[key] = (venue_id, data)
 
     def set_device(self, device: str, **values: Any) -> None:
+        if "status" in values:
+            self.status_changes.append({"device": device, "at": values["status_at"], "status": values["status"],
+                                        "reason": values.get("status_reason")})
         self.devices[device].update(values)
         self.changed_devices.setdefault(device, {}).update(values)
 
@@ -572,6 +586,8 @@ class Ingest:
         self._skew_decisions(batch)
         for device, values in batch.changed_devices.items():
             conn.execute(update(devices).where(devices.c.id == device).values(**values))
+        if batch.status_changes:
+            conn.execute(insert(device_status_log), batch.status_changes)
         for key in batch.changed_sensors:
             row = batch.sensors[key]
             assert row is not None

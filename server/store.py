@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     create_engine,
     event,
     inspect,
@@ -133,6 +134,7 @@ events = Table(
     Column("payload", JSON, nullable=False),
     Index("ix_events_venue_time", "venue_id", "occurred_at"),
     Index("ix_events_device_seq", "device", "seq"),
+    Index("ix_events_time", "occurred_at"),  # a nightly report reads one day of every venue
 )
 
 # Snapshot pictures: the JPEG is a file under data_dir/snapshots/<device>/, this is its index.
@@ -268,6 +270,42 @@ notifications = Table(
     Index("ix_notifications_due", "status", "due_at"),
 )
 
+# Every online/offline change of a device: device availability in the nightly reports.
+device_status_log = Table(
+    "device_status_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # online | offline
+    Column("reason", String(16)),  # will | goodbye | silent | message
+    Index("ix_status_log_time", "at"),
+    Index("ix_status_log_device", "device", "at"),
+)
+
+# Nightly reports: one row per (day, scope, revision); a rebuild for late data adds a revision, never replaces.
+reports = Table(
+    "reports", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", String(10), nullable=False),  # local date, YYYY-MM-DD
+    Column("scope", String(64), nullable=False),  # "county" or a township id
+    Column("revision", Integer, nullable=False),
+    Column("built_at", UTCDateTime, nullable=False),
+    Column("reason", String(16), nullable=False),  # nightly | late_data | manual
+    Column("figures", JSON, nullable=False),  # everything the HTML, CSV and PDF show (server/reports/figures.py)
+    Column("pdf_path", Text),  # relative to data_dir/reports
+    UniqueConstraint("day", "scope", "revision", name="uq_reports_revision"),
+)
+
+# One row per venue and day (the latest revision's figures): the county review reads months of these.
+venue_days = Table(
+    "venue_days", metadata,
+    Column("day", String(10), primary_key=True),
+    Column("venue_id", String(64), primary_key=True),
+    Column("township_id", String(64), nullable=False),
+    Column("figures", JSON, nullable=False),
+    Index("ix_venue_days_township", "township_id", "day"),
+)
+
 users = Table(
     "users", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -325,6 +363,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
     _add_missing_columns(engine)
+    for table in metadata.sorted_tables:  # indexes a newer version added to an older table
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
 
 
 def _add_missing_columns(engine: Engine) -> None:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from server.rules import RULES
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 REASONS = ("new", "renotify", "escalate_township", "escalate_county", "shift_unstaffed")
 
@@ -102,3 +104,14 @@ def _parse(value: Any) -> datetime | None:
         return None
     parsed = datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def rule_name(rule: str, lang: str = "zh") -> str:
+    """A rule's name for people: its Chinese title, or the English one."""
+    if lang == "en" and rule in _RULE_EN:
+        return _RULE_EN[rule]
+    return RULES[rule][1] if rule in RULES else rule
+
+
+def severity_name(severity: str, lang: str = "zh") -> str:
+    return _SEVERITY.get(lang, _SEVERITY["zh"]).get(severity, severity)

@@ -31,6 +31,7 @@ class Services:
     broker_connected: Any = None  # callable -> bool, None when the web runs without ingest
     store_ok: Any = None  # callable -> bool: can ingest write to the database right now?
     duty: Any = None  # server.duty.DutyDesk: roster, check-in, handover, arming
+    reports: Any = None  # server.reports.archive.ReportArchive: nightly reports and the county review
 
 
 def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = True,
@@ -55,13 +56,14 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies)  # type: ignore[method-assign]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
-    from server.web import api, auth, console, dutyapi, ops
+    from server.web import api, auth, console, dutyapi, ops, reportsapi
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dutyapi.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(reportsapi.bp)
     app.before_request(auth.load_user)
     app.after_request(_security_headers)
     return app
