@@ -11,9 +11,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 
-for tool in mosquitto nginx openssl chromium systemd-analyze; do
+for tool in mosquitto nginx openssl chromium systemd-analyze pdftotext; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
-        echo "missing $tool: apt-get install -y ${tool/systemd-analyze/systemd} (or run .ci/run, which installs it)" >&2
+        package=${tool/systemd-analyze/systemd}
+        echo "missing $tool: apt-get install -y ${package/pdftotext/poppler-utils} (or run .ci/run, which installs it)" >&2
         exit 1; }
 done
 

@@ -76,9 +76,9 @@ class ReportArchive:
               pdf: bool = True) -> list[Built]:
         """Build the reports of `day` (all scopes unless given), each as a new revision."""
         with self._lock:
-            data = collect_day(self.engine, self.inventory, self.national, self.tz, day, self.roster)
-            per_venue = venue_figures(data)
             built_at = self.now()
+            data = collect_day(self.engine, self.inventory, self.national, self.tz, day, self.roster, built_at)
+            per_venue = venue_figures(data)
             names = self.scopes()
             wanted = list(names) if scopes is None else [s for s in names if s in set(scopes)]
             out = []
@@ -178,7 +178,7 @@ class ReportArchive:
                 reports.c.day == yesterday.isoformat(), reports.c.scope == COUNTY)).limit(1)).first()
         return None if done else yesterday
 
-    def late_scopes(self, day: date) -> set[str]:
+    def late_scopes(self, day: date, now: datetime) -> set[str]:
         """Scopes of `day` whose latest build predates events for that day that arrived since."""
         with self.engine.connect() as conn:
             built = dict(conn.execute(select(reports.c.scope, func.max(reports.c.built_at)).where(
@@ -188,7 +188,8 @@ class ReportArchive:
             start, end = day_bounds(day, self.tz)
             oldest = min(built.values())
             late = conn.execute(select(events.c.venue_id, func.max(events.c.received_at)).where(and_(
-                events.c.occurred_at >= start, events.c.occurred_at < end, events.c.received_at > oldest)).group_by(
+                events.c.occurred_at >= start, events.c.occurred_at < end, events.c.received_at > oldest,
+                events.c.received_at <= now)).group_by(
                 events.c.venue_id)).all()
         stale: set[str] = set()
         for venue_id, received in late:
@@ -210,7 +211,7 @@ class ReportArchive:
         today = now.astimezone(self.tz).date()
         for n in range(1, late_days + 1):
             d = today - timedelta(days=n)
-            stale = self.late_scopes(d)
+            stale = self.late_scopes(d, now)
             if stale:
                 log.info("event=report_late_data day=%s scopes=%s", d, sorted(stale))
                 built += self.build(d, "late_data", stale)

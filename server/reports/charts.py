@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import itertools
+import re
 import threading
 from collections.abc import Sequence
 
@@ -26,12 +28,20 @@ def _font_family() -> list[str]:
 _FAMILY = _font_family()
 
 
+_SERIAL = itertools.count(1)
+_ID_REF = re.compile(r'(id="|href="#|url\(#)')
+
+
 def _svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prologue: the SVG is inlined into HTML
+    text = text[text.index("<svg"):]  # drop the XML prologue: the SVG is inlined into HTML
+    # matplotlib names its elements the same in every chart (xtick_1, the font glyphs…); several charts in
+    # one page need distinct ids or their references cross.
+    prefix = f"c{next(_SERIAL)}-"
+    return _ID_REF.sub(lambda m: m.group(1) + prefix, text)
 
 
 def bars(title: str, labels: Sequence[str], values: Sequence[float], *, percent: bool = False,

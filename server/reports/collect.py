@@ -48,11 +48,12 @@ def venue_facts(inventory: Inventory, national: NationalCalendar, tz: ZoneInfo, 
 
 
 def collect_day(engine: Engine, inventory: Inventory, national: NationalCalendar, tz: ZoneInfo, day: date,
-                roster: RosterFile | None = None) -> DayData:
+                roster: RosterFile | None = None, as_of: datetime | None = None) -> DayData:
+    """Everything about `day` the server had received by `as_of` (default: all of it)."""
     start, end = day_bounds(day, tz)
     venues = venue_facts(inventory, national, tz, start, end)
     with engine.connect() as conn:
-        event_rows = _events(conn, start, end)
+        event_rows = _events(conn, start, end, as_of)
         before = _last_before(conn, start)
         alert_rows = _alerts(conn, start, end)
         states = _device_states(conn, start, end)
@@ -75,11 +76,14 @@ def collect_day(engine: Engine, inventory: Inventory, national: NationalCalendar
     )
 
 
-def _events(conn, start: datetime, end: datetime) -> list[EventRow]:
+def _events(conn, start: datetime, end: datetime, as_of: datetime | None) -> list[EventRow]:
     e = events.c
+    where = and_(e.occurred_at >= start, e.occurred_at < end)
+    if as_of is not None:
+        # What the report knew when built; anything received later is late data and makes a new revision.
+        where = and_(where, e.received_at <= as_of)
     rows = conn.execute(select(e.id, e.device, e.venue_id, e.kind, e.sensor, e.state, e.occurred_at,
-                               e.received_at, e.late)
-                        .where(and_(e.occurred_at >= start, e.occurred_at < end)))
+                               e.received_at, e.late).where(where))
     return [EventRow(*r) for r in rows]
 
 

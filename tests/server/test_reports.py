@@ -1,0 +1,169 @@
+"""Nightly reports: exact figures from a known day, PDF/HTML/CSV agreement, late-data revisions, scoping."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from server.reports.archive import COUNTY
+from server.store import events
+from tests.server.duty_fixtures import Clock, start_duty_server, stop_duty_server
+from tests.server.report_fixtures import DAY, END, TZ, VENUES, _event, expected, expected_alerts, generate, store
+
+@pytest.fixture
+def reports_server(tmp_path: Path):
+    clock = Clock(datetime.combine(DAY + timedelta(days=1), time(0, 40), tzinfo=TZ).astimezone(UTC))
+    duty = start_duty_server(tmp_path, VENUES, clock)
+    known = generate()
+    store(duty.server.engine, known)
+    yield duty, known
+    stop_duty_server(duty)
+
+
+def _built(duty):
+    duty.clock.advance(days=1)  # after the Pi that replayed its journal the next evening
+    built = duty.server.reports.build(DAY, "nightly")
+    return {b.scope: b for b in built}
+
+
+def test_report_figures_match_the_raw_day(reports_server) -> None:
+    duty, known = reports_server
+    built = _built(duty)
+    assert set(built) == {COUNTY, "t-one", "t-two"}
+    want = expected(known)
+    county = duty.server.reports.get(DAY.isoformat(), COUNTY)
+    got = {v["id"]: v for v in county["venues"]}
+    for venue_id, figures in want.items():
+        for key, value in figures.items():
+            if key == "township_id":
+                continue
+            assert got[venue_id][key] == pytest.approx(value), f"{venue_id}.{key}"
+    s = county["summary"]
+    alerts = expected_alerts(known, {"v-a", "v-b", "v-c"})
+    assert s["alerts"] == alerts["count"] == len(county["alerts"])
+    assert s["unacknowledged"] == alerts["unacknowledged"]
+    assert s["escalated"] == alerts["escalated"]
+    assert county["alerts_per_hour"] == alerts["per_hour"]
+    assert county["ack_seconds"]["count"] == alerts["ack_count"]
+    assert county["ack_seconds"]["median"] == alerts["ack_median"]
+    assert county["ack_seconds"]["p90"] == alerts["ack_p90"]
+    assert county["ack_seconds"]["worst"] == alerts["ack_worst"]
+    devices = sum(len(v[3]) for v in VENUES)
+    online = sum(want[v]["availability"] * want[v]["devices"] * 1440 for v in want)
+    assert s["availability"] == pytest.approx(online / (devices * 1440), abs=1e-4)
+    assert s["after_hours_doors"] == sum(v["after_hours"] for v in want.values()) == len(county["after_hours"])
+    assert s["tamper_events"] == 2
+    assert county["completeness"]["received_after_day"] == 2  # the Pi that replayed its journal the next day
+    # A township report holds its own venues only, and its duty room.
+    one = duty.server.reports.get(DAY.isoformat(), "t-one")
+    assert {v["id"] for v in one["venues"]} == {"v-a", "v-b"}
+    assert one["summary"]["alerts"] == expected_alerts(known, {"v-a", "v-b"})["count"]
+    assert [d["room"] for d in one["duty"]] == ["room-one"]
+    room = one["duty"][0]
+    assert (room["shifts"], room["covered"]) == (1, 1)
+    assert room["handovers"][0]["text"] == "一切正常，北门门磁松动"
+    county_rooms = {d["room"]: d for d in county["duty"]}
+    assert (county_rooms["county"]["shifts"], county_rooms["county"]["covered"]) == (1, 0)
+
+
+def _pdf_text(pdf: bytes, tmp_path: Path) -> tuple[str, str]:
+    path = tmp_path / "r.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+    return text, fonts
+
+
+def test_pdf_html_and_csv_agree(reports_server, tmp_path: Path) -> None:
+    duty, _known = reports_server
+    _built(duty)
+    day = DAY.isoformat()
+    pdf = duty.api("GET", f"/reports/{day}/t-one.pdf", user="duty-one")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    text, fonts = _pdf_text(pdf.data, tmp_path)
+    assert "夜间报告" in text and "镇t-one" in text and "设备可用率" in text and "非开放时段开门" in text
+    font_rows = [line for line in fonts.splitlines()[2:] if line.strip()]
+    assert font_rows and all(" yes " in row.split("Identity-H", 1)[-1] or " yes" in row for row in font_rows)
+    assert any("CJK" in row or "WenQuanYi" in row for row in font_rows), fonts
+    html = duty.api("GET", f"/reports/{day}/t-one.html", user="duty-one").get_data(as_text=True)
+    raw = duty.api("GET", f"/reports/{day}/t-one.csv", user="duty-one").get_data(as_text=True).lstrip("\ufeff")
+    rows = list(csv.reader(io.StringIO(raw)))
+    summary = {r[1]: r[2] for r in rows if r and r[0] == "summary"}
+    venue_header = next(r for r in rows if r and r[0] == "venue" and r[1] == "id")
+    venues = [dict(zip(venue_header, r, strict=True)) for r in rows if r and r[0] == "venue" and r[1] != "id"]
+    assert {v["id"] for v in venues} == {"v-a", "v-b"}
+    for v in venues:
+        shown = f"{float(v['availability']) * 100:.1f}%"
+        assert shown in text.replace(" ", "") and shown in html
+        assert v["name"] in text and v["name"] in html
+    shown = f"{float(summary['compliance']) * 100:.1f}%"
+    assert shown in text and shown in html
+    assert f">{summary['alerts']}<" in html.replace("<b>", ">").replace("</b>", "<")
+    # English on request, from the same figures.
+    en = duty.api("GET", f"/reports/{day}/t-one.pdf?lang=en", user="duty-one")
+    en_text, _ = _pdf_text(en.data, tmp_path)
+    assert "Nightly report" in en_text and "Device availability" in en_text
+
+
+def test_late_data_rebuilds_with_a_new_revision(reports_server) -> None:
+    duty, _known = reports_server
+    archive = duty.server.reports
+    build_after = time(0, 30)
+    first = archive.tick(build_after, late_days=7)
+    assert {(b.scope, b.revision) for b in first} == {(COUNTY, 1), ("t-one", 1), ("t-two", 1)}
+    assert archive.tick(build_after, late_days=7) == []  # nothing new: nothing rebuilt
+    before = archive.get(DAY.isoformat(), "t-two")
+    # A Pi in t-two comes back after a long outage with a door opening from the reported day.
+    duty.clock.advance(hours=3)
+    late = _event(900001, "d-c1", "v-c", "door", "front", "open", END - timedelta(hours=2), received=duty.clock())
+    with duty.server.engine.begin() as conn:
+        conn.execute(insert(events).values(**late))
+    rebuilt = archive.tick(build_after, late_days=7)
+    assert {(b.scope, b.revision) for b in rebuilt} == {(COUNTY, 2), ("t-two", 2)}
+    after = archive.get(DAY.isoformat(), "t-two")
+    assert after["reason"] == "late_data"
+    assert after["summary"]["door_openings"] == before["summary"]["door_openings"] + 1
+    # The old revision stays readable, and says which one it is.
+    old = duty.api("GET", f"/reports/{DAY.isoformat()}/t-two.json?revision=1")
+    assert old.status_code == 200 and old.get_json()["revision"] == 1
+    assert old.get_json()["summary"]["door_openings"] == before["summary"]["door_openings"]
+    html = duty.api("GET", f"/reports/{DAY.isoformat()}/t-two.html").get_data(as_text=True)
+    assert "第 2 版" in html and "迟到数据到达后重建" in html
+    listing = duty.api("GET", "/reports").get_json()["reports"]
+    t_two = next(r for r in listing if r["scope"] == "t-two")
+    assert t_two["revision"] == 2 and t_two["revisions"] == [2, 1]
+
+
+def test_nightly_waits_for_its_hour(reports_server) -> None:
+    duty, _known = reports_server
+    archive = duty.server.reports
+    assert archive.tick(time(1, 0), late_days=7) == []  # 00:40 local: not yet
+    duty.clock.advance(minutes=25)
+    built = archive.tick(time(1, 0), late_days=7)
+    assert {b.scope for b in built} == {COUNTY, "t-one", "t-two"} and all(b.pdf and b.pdf.is_file() for b in built)
+    assert archive.get(DAY.isoformat(), COUNTY)["reason"] == "nightly"
+
+
+def test_reports_are_scoped(reports_server) -> None:
+    duty, _known = reports_server
+    _built(duty)
+    day = DAY.isoformat()
+    assert {r["scope"] for r in duty.api("GET", "/reports", user="duty-one").get_json()["reports"]} == {"t-one"}
+    assert {r["scope"] for r in duty.api("GET", "/reports", user="reviewer").get_json()["reports"]} == {
+        COUNTY, "t-one", "t-two"}
+    for path in (f"/reports/{day}/t-two.pdf", f"/reports/{day}/county.html", f"/reports/{day}/t-two.csv"):
+        assert duty.api("GET", path, user="duty-one").status_code == 403, path
+    assert duty.api("GET", f"/reports/{day}/t-one.csv", user="duty-one").status_code == 200
+    assert duty.api("GET", f"/reports/{day}/t-two.csv", user="duty-two").status_code == 200
+    assert duty.api("GET", f"/reports/{day}/county.json", user="reviewer").status_code == 200
+    assert duty.api("GET", "/review/monthly/2026-11.pdf", user="duty-one").status_code == 403
+    assert duty.client.get(f"/api/v1/reports/{day}/t-one.pdf").status_code == 401
+    assert duty.api("GET", f"/reports/{day}/t-one.xls", user="admin").status_code == 404
+    assert duty.api("GET", "/reports/2026-13-99/t-one.pdf?revision=x").status_code == 400
+    assert duty.api("GET", f"/reports/{day}/t-one.pdf?revision=9").status_code == 404
