@@ -23,6 +23,7 @@ _ERRORS = {
 }
 _ALERT_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
 _VENUE_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_DAYS = {"name": "days", "in": "query", "schema": {"enum": [7, 30, 90], "default": 30}}
 _ROOM = [{"name": "room", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 OPENAPI: dict[str, Any] = {
@@ -34,6 +35,12 @@ OPENAPI: dict[str, Any] = {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+            "ReportEntry": {"type": "object", "required": ["day", "scope", "revision", "revisions"], "properties": {
+                "day": {"type": "string", "format": "date"}, "scope": {"type": "string"},
+                "scope_name": {"type": "string"}, "revision": {"type": "integer"},
+                "built_at": {"type": "string", "format": "date-time"},
+                "reason": {"enum": ["nightly", "late_data", "manual"]},
+                "revisions": {"type": "array", "items": {"type": "integer"}}}},
             "Alert": {
                 "type": "object",
                 "required": ["id", "rule", "severity", "status", "venue", "opened_at", "notes", "event_ids"],
@@ -151,6 +158,36 @@ OPENAPI: dict[str, Any] = {
             "parameters": [{"name": "device", "in": "path", "required": True, "schema": {"type": "string"}},
                            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "image/jpeg"}, **_ERRORS}}},
+        "/reports": {"get": {
+            "summary": "nightly reports in your scope (latest revision first, with older revision numbers)",
+            "parameters": [{"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "reports": {"type": "array", "items": _ref("ReportEntry")}}}), **_ERRORS}}},
+        "/reports/{day}/{scope}.{fmt}": {"get": {
+            "summary": "one report as html, pdf, csv or json (the figures); 403 outside your township",
+            "parameters": [
+                {"name": "day", "in": "path", "required": True, "schema": {"type": "string", "format": "date"}},
+                {"name": "scope", "in": "path", "required": True, "schema": {"type": "string"},
+                 "description": "county or a township id"},
+                {"name": "fmt", "in": "path", "required": True, "schema": {"enum": ["html", "pdf", "csv", "json"]}},
+                {"name": "revision", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {"name": "lang", "in": "query", "schema": {"enum": ["zh", "en"]}}],
+            "responses": {"200": {"description": "the report in the asked format"}, **_ERRORS}}},
+        "/review": {"get": {
+            "summary": "county review over 7, 30 or 90 days: trend, township ranking, worst venues, recurring "
+                       "problems, coverage (your scope's venues only)",
+            "parameters": [_DAYS],
+            "responses": {"200": _json({"type": "object", "required": ["ranking", "trend", "coverage"]}),
+                          **_ERRORS}}},
+        "/review.csv": {"get": {
+            "summary": "the township ranking as CSV", "parameters": [_DAYS],
+            "responses": {"200": {"description": "text/csv"}, **_ERRORS}}},
+        "/review/monthly/{month}.pdf": {"get": {
+            "summary": "the monthly county review as PDF (county roles)",
+            "parameters": [{"name": "month", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}},
+                           {"name": "lang", "in": "query", "schema": {"enum": ["zh", "en"]}}],
+            "responses": {"200": {"description": "application/pdf"}, **_ERRORS}}},
         "/stream": {"get": {
             "summary": "server-sent events: `alert` (an alert as in /alerts) and `state` (door or device state); "
                        "send Last-Event-ID to resume; `resync` means reload the lists",

@@ -9,11 +9,15 @@ revision always reads exactly as it was built. The latest figures per venue and 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import perf_counter as time_counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,6 +56,7 @@ class ReportArchive:
         self.lang = lang
         self.now = now
         self._lock = threading.Lock()  # one build at a time per process
+        self.last_timings: dict[str, float] = {}
 
     # --- scopes ---------------------------------------------------------------------------------------------
 
@@ -77,7 +82,9 @@ class ReportArchive:
         """Build the reports of `day` (all scopes unless given), each as a new revision."""
         with self._lock:
             built_at = self.now()
+            started = time_counter()
             data = collect_day(self.engine, self.inventory, self.national, self.tz, day, self.roster, built_at)
+            collected = time_counter()
             per_venue = venue_figures(data)
             names = self.scopes()
             wanted = list(names) if scopes is None else [s for s in names if s in set(scopes)]
@@ -97,26 +104,34 @@ class ReportArchive:
                 conn.execute(insert(venue_days), [
                     {"day": day.isoformat(), "venue_id": vid, "township_id": row["township_id"], "figures": row}
                     for vid, row in per_venue.items()])
-            results = []
-            for scope, revision, figures in out:
-                path = self._write_pdf(figures, self.lang) if pdf else None
-                results.append(Built(day.isoformat(), scope, revision, path))
-            log.info("event=reports_built day=%s reason=%s scopes=%d events=%d", day, reason, len(out),
-                     len(data.events))
+            stored = time_counter()
+            paths = self._write_pdfs([f for _, _, f in out], self.lang) if pdf else [None] * len(out)
+            results = [Built(day.isoformat(), scope, revision, path)
+                       for (scope, revision, _), path in zip(out, paths, strict=True)]
+            self.last_timings = {"collect_s": collected - started, "figures_store_s": stored - collected,
+                                 "print_s": time_counter() - stored}
+            log.info("event=reports_built day=%s reason=%s scopes=%d events=%d collect_s=%.1f figures_s=%.1f "
+                     "print_s=%.1f", day, reason, len(out), len(data.events), *self.last_timings.values())
             return results
 
     def _pdf_path(self, figures: dict[str, Any], lang: str) -> Path:
         return self.dir / figures["day"] / f"{figures['scope']}-r{figures['revision']}.{lang}.pdf"
 
+    def _print_job(self, figures: dict[str, Any], lang: str) -> tuple[dict[str, Any], str, str, dict[str, str], Path]:
+        return figures, lang, self.tz.key, self.snapshot_files(figures), self._pdf_path(figures, lang)
+
     def _write_pdf(self, figures: dict[str, Any], lang: str) -> Path:
-        path = self._pdf_path(figures, lang)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        files = self.snapshot_files(figures)
-        document = render.pdf(render.html(figures, lang, self.tz, lambda sid: files.get(sid)))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(document)
-        tmp.replace(path)  # a reader never sees half a PDF
-        return path
+        return print_report(*self._print_job(figures, lang))
+
+    def _write_pdfs(self, many: list[dict[str, Any]], lang: str) -> list[Path]:
+        """Print several reports on every core: charts and WeasyPrint's layout are pure Python (the GIL)."""
+        jobs = [self._print_job(f, lang) for f in many]
+        workers = min(len(jobs), os.cpu_count() or 1)
+        if workers <= 1:
+            return [print_report(*job) for job in jobs]
+        # spawn, not fork: this runs beside the server's threads, and a forked copy of them is unsafe.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(print_report, *zip(*jobs, strict=True)))
 
     def snapshot_files(self, figures: dict[str, Any]) -> dict[str, str]:
         ids = [s for key in ("after_hours", "tamper") for e in figures[key][:render.MAX_THUMB_EVENTS]
@@ -216,6 +231,19 @@ class ReportArchive:
                 log.info("event=report_late_data day=%s scopes=%s", d, sorted(stale))
                 built += self.build(d, "late_data", stale)
         return built
+
+
+def print_report(figures: dict[str, Any], lang: str, tz_name: str, files: dict[str, str], path: Path) -> Path:
+    """Figures → printable HTML → PDF file, written whole (a reader never sees half a PDF).
+
+    Top level and self-contained: it runs in worker processes.
+    """
+    text = render.html(figures, lang, ZoneInfo(tz_name), files.get, render.PRINT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(render.pdf(text))
+    tmp.replace(path)
+    return path
 
 
 class ReportScheduler:

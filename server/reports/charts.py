@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import itertools
 import re
@@ -32,7 +33,14 @@ _SERIAL = itertools.count(1)
 _ID_REF = re.compile(r'(id="|href="#|url\(#)')
 
 
-def _svg(fig) -> str:
+def _image(fig, fmt: str) -> str:
+    """The chart as inline SVG (screens) or as an <img> of a PNG (print: WeasyPrint lays out SVG glyph paths
+    slowly, and a 150 dpi picture prints as sharp)."""
+    if fmt == "png":
+        raw = io.BytesIO()
+        fig.savefig(raw, format="png", dpi=150, bbox_inches="tight")
+        plt.close(fig)
+        return f'<img alt="" src="data:image/png;base64,{base64.b64encode(raw.getvalue()).decode()}">'
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
@@ -45,11 +53,11 @@ def _svg(fig) -> str:
 
 
 def bars(title: str, labels: Sequence[str], values: Sequence[float], *, percent: bool = False,
-         horizontal: bool = False, threshold: float | None = None) -> str:
+         horizontal: bool = False, threshold: float | None = None, fmt: str = "svg") -> str:
     """A bar chart as an SVG string. `threshold`: bars below it are drawn in the warning colour."""
     with _LOCK, plt.rc_context({"font.family": _FAMILY, "svg.fonttype": "path", "font.size": 8,
                                 "axes.unicode_minus": False}):
-        height = max(2.2, 0.22 * len(labels) + 0.8) if horizontal else 2.4
+        height = max(1.4, 0.2 * len(labels) + 0.6) if horizontal else 2.4
         fig, ax = plt.subplots(figsize=(7.0, height))
         shown = [v * 100 for v in values] if percent else list(values)
         colours = [COLOURS["warn"] if threshold is not None and v < threshold else COLOURS["bar"] for v in values]
@@ -67,11 +75,11 @@ def bars(title: str, labels: Sequence[str], values: Sequence[float], *, percent:
                 ax.set_ylim(0, 100)
         ax.set_title(title)
         ax.spines[["top", "right"]].set_visible(False)
-        return _svg(fig)
+        return _image(fig, fmt)
 
 
 def lines(title: str, labels: Sequence[str], series: dict[str, Sequence[float | None]], *,
-          percent: bool = False) -> str:
+          percent: bool = False, fmt: str = "svg") -> str:
     """Several series over the same x labels (trends in the review)."""
     with _LOCK, plt.rc_context({"font.family": _FAMILY, "svg.fonttype": "path", "font.size": 8,
                                 "axes.unicode_minus": False}):
@@ -87,4 +95,4 @@ def lines(title: str, labels: Sequence[str], series: dict[str, Sequence[float | 
         if len(series) > 1:
             ax.legend(fontsize=7, ncols=min(4, len(series)))
         ax.spines[["top", "right"]].set_visible(False)
-        return _svg(fig)
+        return _image(fig, fmt)

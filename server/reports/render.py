@@ -19,8 +19,10 @@ from server.reports import charts
 from server.reports.text import filters, outcome_name, words
 from server.rules import TAMPER_STATES
 
-MAX_ALERT_ROWS = 400  # a county day with thousands of alerts lists the first ones; the CSV has them all
-MAX_EVENT_ROWS = 200
+# A county day with thousands of alerts lists the first ones (the CSV and the JSON have them all). Print is
+# shorter than the screen: a PDF of 300 venues must stay a document people read (and print in seconds).
+SCREEN = {"alerts": 500, "events": 300, "charts": "svg"}
+PRINT = {"alerts": 120, "events": 60, "charts": "png"}
 MAX_THUMB_EVENTS = 40
 _TAMPER_EN = {"covered": "covered", "defocused": "defocused", "moved": "moved", "frozen": "frozen picture"}
 _ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -37,15 +39,19 @@ def _local(iso: str, tz: ZoneInfo, fmt: str = "%H:%M:%S") -> str:
     return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt)
 
 
-def context(report: dict[str, Any], lang: str, tz: ZoneInfo, snapshot_src: SnapshotSource) -> dict[str, Any]:
+def context(report: dict[str, Any], lang: str, tz: ZoneInfo, snapshot_src: SnapshotSource,
+            limits: dict[str, Any] = SCREEN) -> dict[str, Any]:
     """Figures plus what people read: local times, chart SVGs, thumbnails, capped lists."""
     w = words(lang)
     r = dict(report)
     r["built_local"] = _local(r["built_at"], tz, "%Y-%m-%d %H:%M")
-    r["alerts"] = [{**a, "opened_local": _local(a["opened_at"], tz)} for a in r["alerts"][:MAX_ALERT_ROWS]]
+    r["more"] = {"alerts": max(0, len(r["alerts"]) - limits["alerts"]),
+                 "after_hours": max(0, len(r["after_hours"]) - limits["events"]),
+                 "tamper": max(0, len(r["tamper"]) - limits["events"])}
+    r["alerts"] = [{**a, "opened_local": _local(a["opened_at"], tz)} for a in r["alerts"][:limits["alerts"]]]
     for key in ("after_hours", "tamper"):
         rows = []
-        for i, e in enumerate(r[key][:MAX_EVENT_ROWS]):
+        for i, e in enumerate(r[key][:limits["events"]]):
             thumbs = [s for s in (snapshot_src(x) for x in e["snapshots"][:3]) if s] if i < MAX_THUMB_EVENTS else []
             rows.append({**e, "at_local": _local(e["at"], tz), "thumbs": thumbs})
         r[key] = rows
@@ -63,15 +69,16 @@ def context(report: dict[str, Any], lang: str, tz: ZoneInfo, snapshot_src: Snaps
         avail = [v["availability"] or 0.0 for v in venues]
         comp = [v["compliance"] or 0.0 for v in venues]
     hours = [f"{h:02d}" for h in range(24)]
+    fmt = limits["charts"]
     return {
         "r": r, "w": w, "lang": lang,
         "tamper_names": TAMPER_STATES if lang == "zh" else _TAMPER_EN,
         "charts": {
-            "hourly": charts.bars(w["chart_hourly"], hours, report["alerts_per_hour"]),
+            "hourly": charts.bars(w["chart_hourly"], hours, report["alerts_per_hour"], fmt=fmt),
             "availability": charts.bars(w["chart_availability"], names, avail, percent=True, horizontal=True,
-                                        threshold=0.95),
+                                        threshold=0.95, fmt=fmt),
             "compliance": charts.bars(w["chart_compliance"], names, comp, percent=True, horizontal=True,
-                                      threshold=0.8),
+                                      threshold=0.8, fmt=fmt),
         },
     }
 
@@ -89,8 +96,9 @@ def _by_township(venues: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             for t, (a, b, c, d) in sums.items()}
 
 
-def html(report: dict[str, Any], lang: str, tz: ZoneInfo, snapshot_src: SnapshotSource = api_snapshot_url) -> str:
-    return _render("report.html", context(report, lang, tz, snapshot_src), lang)
+def html(report: dict[str, Any], lang: str, tz: ZoneInfo, snapshot_src: SnapshotSource = api_snapshot_url,
+         limits: dict[str, Any] = SCREEN) -> str:
+    return _render("report.html", context(report, lang, tz, snapshot_src, limits), lang)
 
 
 def _render(name: str, ctx: dict[str, Any], lang: str) -> str:
@@ -157,7 +165,7 @@ def review_html(review: dict[str, Any], lang: str, tz: ZoneInfo, title: str, bui
               w["compliance"]: [d.get("compliance") for d in review["trend"]]}
     ctx = {"v": review, "w": w, "lang": lang, "title": title,
            "built_local": built_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-           "charts": {"trend": charts.lines(w["trend"], days, series, percent=True)}}
+           "charts": {"trend": charts.lines(w["trend"], days, series, percent=True, fmt="png")}}
     return _render("review.html", ctx, lang)
 
 

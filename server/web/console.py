@@ -7,11 +7,14 @@ from typing import Any
 from flask import Blueprint, g, render_template
 
 from server.alerts import OUTCOMES
+from server.rules import RULES
 from server.users import ROLES
 from server.web.auth import csrf_token, page_login_required
 
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
+
+COUNTY_ROLES = ("county_admin", "county_reviewer")  # see every township; the monthly review PDF is theirs
 
 
 def _page(template: str, **extra: Any) -> str:
@@ -29,3 +32,19 @@ def index() -> str:
 @page_login_required
 def venues() -> str:
     return _page("venues.html", page="venues")
+
+
+@bp.route("/reports")
+@page_login_required
+def reports() -> str:
+    return _page("reports.html", page="reports")
+
+
+@bp.route("/review")
+@page_login_required
+def review() -> str:
+    # The page names the rules in its "recurring problems" table; their titles live in server/rules.py.
+    return _page("review.html", page="review", review_config={
+        "isCounty": g.user.role in COUNTY_ROLES,
+        "rules": {rule: title for rule, (_severity, title) in RULES.items()},
+    })

@@ -86,7 +86,14 @@ def get_report(day: str, scope_id: str, fmt: str) -> Any:
     else:
         body = archive.pdf_bytes(figures, lang)
     response = Response(body, mimetype=MIMETYPES[fmt])
-    if fmt != "html":
+    if fmt == "html":
+        # A standalone document with its own inline styles (the same HTML is printed to PDF) and no script:
+        # allow exactly that, and let the console frame it.
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'self'; "
+            "base-uri 'none'; form-action 'none'")
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    else:
         name = f"venuewatch-{day}-{scope_id}-r{figures['revision']}.{fmt}"
         response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return response

@@ -16,6 +16,7 @@ from server.store import events
 from tests.server.duty_fixtures import Clock, start_duty_server, stop_duty_server
 from tests.server.report_fixtures import DAY, END, TZ, VENUES, _event, expected, expected_alerts, generate, store
 
+
 @pytest.fixture
 def reports_server(tmp_path: Path):
     clock = Clock(datetime.combine(DAY + timedelta(days=1), time(0, 40), tzinfo=TZ).astimezone(UTC))
