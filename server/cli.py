@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     nightly.add_argument("--date", type=_iso_date, help="local date YYYY-MM-DD (default: yesterday)")
     nightly.add_argument("--out", type=Path, help="also write every report as HTML, PDF and CSV into this folder")
     nightly.add_argument("--lang", choices=["zh", "en"], help="language of the files (default: reports.lang)")
+    nightly.add_argument("--if-missing", action="store_true",
+                         help="do nothing when the day's reports exist already (for a systemd timer)")
     nightly.add_argument("--config", **CONFIG_ARG)
     monthly = report_sub.add_parser("monthly", help="the county review of one month as PDF and CSV")
     monthly.add_argument("--month", type=_iso_month, help="YYYY-MM (default: last month)")
@@ -174,7 +176,10 @@ def _report(args: argparse.Namespace) -> int:
         print(f"{stem}.pdf\n{stem}.csv")
         return 0
     day = args.date or today - timedelta(days=1)
-    for built in archive.build(day, "manual"):
+    if args.if_missing and archive.get(day.isoformat(), "county") is not None:
+        print(f"{day} reports exist already; nothing to do")
+        return 0
+    for built in archive.build(day, "nightly" if args.if_missing else "manual"):
         figures = archive.get(built.day, built.scope, built.revision)
         assert figures is not None
         line = f"{built.day} {built.scope} revision {built.revision}"

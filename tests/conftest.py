@@ -46,6 +46,9 @@ def make_server_files(tmp: Path, broker_url: str, venues: list, client_id: str =
         "inventory": "inventory.yaml", "data_dir": "data",
         "http": {"host": "127.0.0.1", "port": 0, "secure_cookies": False, "threads": 16, **(http or {})},
         "rules": {"check_interval_s": 0.2, **rules},
+        # Nightly builds are tested through ReportArchive.tick on an injected clock (tests/server/test_reports.py);
+        # here they would only print last night's empty reports in the background of unrelated tests.
+        "reports": {"enabled": False},
     }
     return write_yaml(tmp / "server.yaml", config)
 

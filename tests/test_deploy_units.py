@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-UNITS = sorted((REPO / "deploy/systemd").glob("*.service"))
+UNITS = sorted((REPO / "deploy/systemd").glob("*.service")) + sorted((REPO / "deploy/systemd").glob("*.timer"))
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
@@ -22,11 +22,16 @@ def test_unit_verifies(unit: Path, tmp_path: Path):
     text = unit.read_text().replace("/opt/venuewatch/venv/bin/", f"{Path(sys.executable).parent}/")
     copy = tmp_path / unit.name
     copy.write_text(text)
+    if unit.suffix == ".timer":  # verify checks that the service it starts exists beside it
+        service = unit.with_suffix(".service")
+        (tmp_path / service.name).write_text(
+            service.read_text().replace("/opt/venuewatch/venv/bin/", f"{Path(sys.executable).parent}/"))
     result = subprocess.run([analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True,
                             timeout=60, cwd=tmp_path)
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if unit.name in line]
     assert result.returncode == 0 and not complaints, result.stdout + result.stderr
 
 
-def test_both_units_are_shipped():
-    assert {u.name for u in UNITS} == {"venuewatch-agent.service", "venuewatch-server.service"}
+def test_every_unit_is_shipped():
+    assert {u.name for u in UNITS} == {"venuewatch-agent.service", "venuewatch-server.service",
+                                       "venuewatch-report.service", "venuewatch-report.timer"}

@@ -27,7 +27,7 @@ from server.calendar import NationalCalendar
 from server.inventory import Inventory
 from server.reports import render
 from server.reports.collect import collect_day, day_bounds
-from server.reports.figures import scope_figures, venue_figures
+from server.reports.figures import notable_events, scope_figures, venue_figures
 from server.roster import RosterFile
 from server.store import events, reports, snapshots, venue_days
 
@@ -86,12 +86,13 @@ class ReportArchive:
             data = collect_day(self.engine, self.inventory, self.national, self.tz, day, self.roster, built_at)
             collected = time_counter()
             per_venue = venue_figures(data)
+            notable = notable_events(data)
             names = self.scopes()
             wanted = list(names) if scopes is None else [s for s in names if s in set(scopes)]
             out = []
             with self.engine.begin() as conn:
                 for scope in wanted:
-                    figures = scope_figures(data, self._venues_of(scope), per_venue, self._rooms_of(scope))
+                    figures = scope_figures(data, self._venues_of(scope), per_venue, self._rooms_of(scope), notable)
                     revision = (conn.execute(select(func.max(reports.c.revision)).where(and_(
                         reports.c.day == day.isoformat(), reports.c.scope == scope))).scalar() or 0) + 1
                     figures.update(day=day.isoformat(), scope=scope, scope_name=names[scope], revision=revision,
@@ -267,9 +268,9 @@ class ReportScheduler:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # First wait: a server starting (or restarting in a crash loop) serves alerts before it prints reports.
+        while not self._stop.wait(self.interval_s):
             try:
                 self.archive.tick(self.build_after, self.late_days)
             except Exception:  # a failed build must not stop tomorrow's: log it and try again next minute
                 log.exception("event=report_build_failed")
-            self._stop.wait(self.interval_s)

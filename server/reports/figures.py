@@ -16,6 +16,7 @@ from typing import Any
 from server.rules import SEVERITY_RANK, TAMPER_STATES
 
 FALSE_ALARMS = frozenset({"false_alarm_sensor", "false_alarm_camera"})
+MAX_LISTED = 2000  # rows kept per list in a report's figures
 SYSTEM = "system"  # resolved_by of condition alerts that cleared by themselves
 Interval = tuple[datetime, datetime]
 
@@ -236,19 +237,25 @@ def venue_figures(day: DayData) -> dict[str, dict[str, Any]]:
             "after_hours": sum(_after_hours(e, posted) for e in evs),
             "tamper": sum(e.kind == "tamper" and e.state in TAMPER_STATES for e in evs),
             "late_events": sum(e.late for e in evs),
+            "received_after_day": sum(e.received_at >= day.end for e in evs),
             "rules": dict(Counter(a.rule for a in alerts)),
         }
     return out
 
 
 def scope_figures(day: DayData, venue_ids: Iterable[str], per_venue: dict[str, dict[str, Any]],
-                  rooms: Iterable[str] | None = None) -> dict[str, Any]:
-    """The figures of one report: the given venues (a township's or all), their alerts, events and duty rooms."""
+                  rooms: Iterable[str] | None = None,
+                  notable: dict[str, dict[str, list[EventRow]]] | None = None) -> dict[str, Any]:
+    """The figures of one report: the given venues (a township's or all), their alerts, events and duty rooms.
+
+    `notable`: notable_events(day), computed once when several scopes are built from the same day.
+    """
     ids = set(venue_ids)
     venues = [per_venue[v] for v in sorted(ids, key=lambda v: (per_venue[v]["township"], per_venue[v]["name"], v))]
     alerts = sorted((a for a in day.alerts if a.venue_id in ids), key=lambda a: (a.opened_at, a.id))
-    events = [e for e in day.events if e.venue_id in ids]
-    posted = {v: merge(day.venues[v].posted) for v in ids}
+    notable = notable if notable is not None else notable_events(day)
+    picked = {kind: sorted((e for v in ids for e in notable[kind].get(v, ())), key=lambda e: (e.occurred_at, e.id))
+              for kind in ("after_hours", "tamper")}
     device_seconds = sum(v["device_seconds"] for v in venues)
     online = sum(v["online_seconds"] for v in venues)
     posted_min = sum(v["posted_minutes"] for v in venues)
@@ -261,11 +268,8 @@ def scope_figures(day: DayData, venue_ids: Iterable[str], per_venue: dict[str, d
     per_hour = [0] * 24
     for a in alerts:
         per_hour[min(23, int((a.opened_at - day.start).total_seconds() // 3600))] += 1
-    after_hours = [_event_json(e, day) for e in sorted(events, key=lambda e: e.occurred_at)
-                   if _after_hours(e, posted[e.venue_id])]
-    tamper = [_event_json(e, day) for e in sorted(events, key=lambda e: e.occurred_at)
-              if e.kind == "tamper" and e.state in TAMPER_STATES]
     devices = {d for v in ids for d in day.venues[v].devices}
+    late = sum(v["late_events"] for v in venues)
     return {
         "summary": {
             "venues": len(venues), "devices": len(devices),
@@ -274,29 +278,42 @@ def scope_figures(day: DayData, venue_ids: Iterable[str], per_venue: dict[str, d
             "alerts": len(alerts), "unacknowledged": sum(_unacknowledged(a) for a in alerts),
             "escalated": sum(a.escalated for a in alerts),
             "false_alarms": false_alarms, "false_alarm_ratio": _ratio(false_alarms, judged),
-            "after_hours_doors": len(after_hours), "tamper_events": len(tamper),
+            "after_hours_doors": len(picked["after_hours"]), "tamper_events": len(picked["tamper"]),
             "posted_minutes": round(posted_min, 1), "open_minutes": round(open_min, 1),
             "compliance": _ratio(open_min, posted_min),
             "door_openings": sum(v["door_openings"] for v in venues),
-            "late_events": sum(e.late for e in events),
+            "late_events": late,
         },
         "ack_seconds": durations(acks),
         "resolve_seconds": durations(resolves),
         "alerts_per_hour": per_hour,
         "alerts_by_rule": _by_rule(alerts),
-        "alerts": [_alert_json(a, day) for a in alerts],
+        # Lists are bounded (a sensor gone mad must not make a 50 MB report); the summary keeps the totals.
+        "alerts": [_alert_json(a, day) for a in alerts[:MAX_LISTED]],
         "venues": [{k: v for k, v in row.items() if k not in ("device_seconds", "online_seconds", "rules")}
                    for row in venues],
-        "after_hours": after_hours,
-        "tamper": tamper,
+        "after_hours": [_event_json(e, day) for e in picked["after_hours"][:MAX_LISTED]],
+        "tamper": [_event_json(e, day) for e in picked["tamper"][:MAX_LISTED]],
         "duty": _duty(day, alerts, rooms),
         "completeness": {
-            "late_events": sum(e.late for e in events),
-            "received_after_day": sum(e.received_at >= day.end for e in events),
+            "late_events": late,
+            "received_after_day": sum(v["received_after_day"] for v in venues),
             "open_gaps": [{"device": d, "since": s.isoformat()} for d, s in sorted(day.open_gaps) if d in devices],
             "data_alerts": sum(a.rule in ("data_gap", "data_lost") for a in alerts),
         },
     }
+
+
+def notable_events(day: DayData) -> dict[str, dict[str, list[EventRow]]]:
+    """Door openings outside posted hours and tamper events, per venue."""
+    posted = {v: merge(f.posted) for v, f in day.venues.items()}
+    out: dict[str, dict[str, list[EventRow]]] = {"after_hours": defaultdict(list), "tamper": defaultdict(list)}
+    for e in day.events:
+        if e.kind == "tamper" and e.state in TAMPER_STATES:
+            out["tamper"][e.venue_id].append(e)
+        elif e.venue_id in posted and _after_hours(e, posted[e.venue_id]):
+            out["after_hours"][e.venue_id].append(e)
+    return out
 
 
 def _duty(day: DayData, alerts: list[AlertRow], rooms: Iterable[str] | None) -> list[dict[str, Any]]:

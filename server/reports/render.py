@@ -19,7 +19,7 @@ from server.reports import charts
 from server.reports.text import filters, outcome_name, words
 from server.rules import TAMPER_STATES
 
-# A county day with thousands of alerts lists the first ones (the CSV and the JSON have them all). Print is
+# A county day with thousands of alerts lists the first ones (the CSV and JSON up to MAX_LISTED). Print is
 # shorter than the screen: a PDF of 300 venues must stay a document people read (and print in seconds).
 SCREEN = {"alerts": 500, "events": 300, "charts": "svg"}
 PRINT = {"alerts": 120, "events": 60, "charts": "png"}
@@ -45,9 +45,10 @@ def context(report: dict[str, Any], lang: str, tz: ZoneInfo, snapshot_src: Snaps
     w = words(lang)
     r = dict(report)
     r["built_local"] = _local(r["built_at"], tz, "%Y-%m-%d %H:%M")
-    r["more"] = {"alerts": max(0, len(r["alerts"]) - limits["alerts"]),
-                 "after_hours": max(0, len(r["after_hours"]) - limits["events"]),
-                 "tamper": max(0, len(r["tamper"]) - limits["events"])}
+    totals = r["summary"]
+    r["more"] = {"alerts": max(0, totals["alerts"] - min(len(r["alerts"]), limits["alerts"])),
+                 "after_hours": max(0, totals["after_hours_doors"] - min(len(r["after_hours"]), limits["events"])),
+                 "tamper": max(0, totals["tamper_events"] - min(len(r["tamper"]), limits["events"]))}
     r["alerts"] = [{**a, "opened_local": _local(a["opened_at"], tz)} for a in r["alerts"][:limits["alerts"]]]
     for key in ("after_hours", "tamper"):
         rows = []

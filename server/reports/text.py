@@ -40,7 +40,7 @@ WORDS: dict[str, dict[str, str]] = {
         "recurring": "反复出现的问题", "coverage": "监控覆盖", "no_camera": "无摄像头的场所",
         "no_door": "无门磁的场所", "never_seen": "从未上线的设备", "days": "天数", "days_with": "出现天数",
         "monthly": "月度督查报告", "score": "综合得分", "mean_ack": "平均响应时间", "missing_days": "缺少报告的日期",
-        "page_of": "第 {page} 页", "more": "另有 {n} 条未列出，完整数据见 CSV。",
+        "page_of": "第 {page} 页", "more": "另有 {n} 条未列出（CSV 列出前 2000 条，合计见概况）。",
     },
     "en": {
         "nightly": "Nightly report", "county": "County", "revision": "revision {n}", "built": "built",
@@ -71,7 +71,7 @@ WORDS: dict[str, dict[str, str]] = {
         "no_door": "Venues without a door sensor", "never_seen": "Devices never seen", "days": "Days",
         "days_with": "days seen", "monthly": "Monthly review", "score": "Score", "mean_ack": "Mean time to acknowledge",
         "missing_days": "Days without a report", "page_of": "page {page}",
-        "more": "{n} more not listed; the CSV has them all.",
+        "more": "{n} more not listed (the CSV lists the first 2000; the summary has the totals).",
     },
 }
 

@@ -168,3 +168,54 @@ def test_reports_are_scoped(reports_server) -> None:
     assert duty.api("GET", f"/reports/{day}/t-one.xls", user="admin").status_code == 404
     assert duty.api("GET", "/reports/2026-13-99/t-one.pdf?revision=x").status_code == 400
     assert duty.api("GET", f"/reports/{day}/t-one.pdf?revision=9").status_code == 404
+
+
+def test_county_review_ranks_townships_from_the_daily_figures(reports_server) -> None:
+    duty, known = reports_server
+    _built(duty)
+    review = duty.api("GET", "/review?days=7", user="reviewer").get_json()
+    assert DAY.isoformat() in review["days"] and len(review["days"]) == 7
+    assert len(review["missing_days"]) == 6  # only one nightly build so far
+    want = expected(known)
+    by_id = {t["id"]: t for t in review["ranking"]}
+    assert set(by_id) == {"t-one", "t-two"}
+    one = [want["v-a"], want["v-b"]]
+    online = sum(v["availability"] * v["devices"] * 1440 for v in one)
+    assert by_id["t-one"]["availability"] == pytest.approx(online / (3 * 1440), abs=1e-4)
+    assert by_id["t-one"]["compliance"] == pytest.approx(sum(v["open_minutes"] for v in one) / (480 + 480), abs=1e-4)
+    acks = [(a["acked_at"] - a["opened_at"]).total_seconds() for a in known.alerts
+            if a["venue_id"] in ("v-a", "v-b") and a["acked_at"] and a["key"].startswith("k")]  # k*: the day's own
+    assert by_id["t-one"]["mean_ack_s"] == pytest.approx(sum(acks) / len(acks), abs=0.1)
+    assert by_id["t-two"]["compliance"] is None  # never open: nothing to comply with
+    scores = [t["score"] for t in review["ranking"]]
+    assert scores == sorted(scores, reverse=True) and [t["rank"] for t in review["ranking"]] == [1, 2]
+    coverage = review["coverage"]
+    assert {c["venue"] for c in coverage["no_camera"]} == {"v-a", "v-b", "v-c"}  # the test venues have doors only
+    assert {c["device"] for c in coverage["never_seen"]} == {"d-a1", "d-a2", "d-b1", "d-c1"}
+    mine = duty.api("GET", "/review?days=7", user="duty-one").get_json()
+    assert [t["id"] for t in mine["ranking"]] == ["t-one"]
+    assert {c["venue"] for c in mine["coverage"]["no_camera"]} == {"v-a", "v-b"}
+    exported = duty.api("GET", "/review.csv?days=7", user="reviewer").get_data(as_text=True).lstrip("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [r["id"] for r in rows] == [t["id"] for t in review["ranking"]]
+    assert duty.api("GET", "/review?days=5", user="reviewer").status_code == 400
+
+
+def test_report_command_writes_files_and_the_monthly_review(reports_server, tmp_path: Path, capsys) -> None:
+    from server.cli import main
+
+    duty, _known = reports_server
+    config = str(duty.server.config.data_dir.parent / "server.yaml")
+    out = tmp_path / "out"
+    assert main(["report", "nightly", "--date", DAY.isoformat(), "--out", str(out), "--config", config]) == 0
+    folder = out / DAY.isoformat()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{scope}-r1.{ext}" for scope in (COUNTY, "t-one", "t-two") for ext in ("html", "pdf", "csv"))
+    assert main(["report", "nightly", "--date", DAY.isoformat(), "--if-missing", "--config", config]) == 0
+    assert "exist already" in capsys.readouterr().out
+    assert main(["report", "monthly", "--month", "2026-11", "--out", str(out), "--config", config]) == 0
+    text, fonts = _pdf_text((out / "review-2026-11.pdf").read_bytes(), tmp_path)
+    assert "月度督查报告" in text and "乡镇排名" in text and "镇t-one" in text
+    with pytest.raises(SystemExit) as bad:
+        main(["report", "nightly", "--date", "2026-02-30", "--config", config])
+    assert bad.value.code == 2 and "is not a date" in capsys.readouterr().err
