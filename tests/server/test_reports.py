@@ -81,6 +81,14 @@ def _pdf_text(pdf: bytes, tmp_path: Path) -> tuple[str, str]:
     return text, fonts
 
 
+def _assert_fonts_embedded(pdffonts: str) -> None:
+    """Every font of the PDF is embedded, and one of them is a Chinese font."""
+    rows = [line.split() for line in pdffonts.splitlines()[2:] if line.strip()]
+    assert rows, pdffonts
+    assert all(row[-5] == "yes" for row in rows), pdffonts  # columns: … emb sub uni object-id generation
+    assert any("CJK" in row[0] or "WenQuanYi" in row[0] for row in rows), pdffonts
+
+
 def test_pdf_html_and_csv_agree(reports_server, tmp_path: Path) -> None:
     duty, _known = reports_server
     _built(duty)
@@ -89,9 +97,7 @@ def test_pdf_html_and_csv_agree(reports_server, tmp_path: Path) -> None:
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
     text, fonts = _pdf_text(pdf.data, tmp_path)
     assert "夜间报告" in text and "镇t-one" in text and "设备可用率" in text and "非开放时段开门" in text
-    font_rows = [line for line in fonts.splitlines()[2:] if line.strip()]
-    assert font_rows and all(" yes " in row.split("Identity-H", 1)[-1] or " yes" in row for row in font_rows)
-    assert any("CJK" in row or "WenQuanYi" in row for row in font_rows), fonts
+    _assert_fonts_embedded(fonts)
     html = duty.api("GET", f"/reports/{day}/t-one.html", user="duty-one").get_data(as_text=True)
     raw = duty.api("GET", f"/reports/{day}/t-one.csv", user="duty-one").get_data(as_text=True).lstrip("\ufeff")
     rows = list(csv.reader(io.StringIO(raw)))
@@ -216,6 +222,7 @@ def test_report_command_writes_files_and_the_monthly_review(reports_server, tmp_
     assert main(["report", "monthly", "--month", "2026-11", "--out", str(out), "--config", config]) == 0
     text, fonts = _pdf_text((out / "review-2026-11.pdf").read_bytes(), tmp_path)
     assert "月度督查报告" in text and "乡镇排名" in text and "镇t-one" in text
+    _assert_fonts_embedded(fonts)
     with pytest.raises(SystemExit) as bad:
         main(["report", "nightly", "--date", "2026-02-30", "--config", config])
     assert bad.value.code == 2 and "is not a date" in capsys.readouterr().err
