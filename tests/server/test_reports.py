@@ -12,9 +12,22 @@ import pytest
 from sqlalchemy import insert
 
 from server.reports.archive import COUNTY
-from server.store import events
+from server.store import events, snapshots
+from tests.helpers import cdnet_frame
 from tests.server.duty_fixtures import Clock, start_duty_server, stop_duty_server
-from tests.server.report_fixtures import DAY, END, TZ, VENUES, _event, expected, expected_alerts, generate, store
+from tests.server.report_fixtures import (
+    DAY,
+    END,
+    POSTED,
+    START,
+    TZ,
+    VENUES,
+    _event,
+    expected,
+    expected_alerts,
+    generate,
+    store,
+)
 
 
 @pytest.fixture
@@ -89,8 +102,29 @@ def _assert_fonts_embedded(pdffonts: str) -> None:
     assert any("CJK" in row[0] or "WenQuanYi" in row[0] for row in rows), pdffonts
 
 
+def _snapshot_of_first_after_hours_opening(duty, known, township: str) -> str:
+    """A real camera frame stored as the snapshot of the township's first after-hours door opening."""
+    want = expected(known)
+    venues = [v for v, t, _h, _d in VENUES if t == township and want[v]["after_hours"]]
+    first = min((e for e in known.events if e["venue_id"] in venues and e["kind"] == "door" and e["state"] == "open"
+                 and START <= e["occurred_at"] < END and not any(
+                     a <= (e["occurred_at"] - START).total_seconds() // 60 < b for a, b in POSTED[e["venue_id"]])),
+                key=lambda e: e["occurred_at"])
+    folder = duty.server.config.data_dir / "snapshots" / first["device"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{first['id']}-1.jpg"
+    path.write_bytes(cdnet_frame(1))
+    snapshot_id = f"{first['device']}/{first['id']}-1"
+    with duty.server.engine.begin() as conn:
+        conn.execute(insert(snapshots).values(id=snapshot_id, device=first["device"], venue_id=first["venue_id"],
+                                              event_id=first["id"], seq=1, path=str(path),
+                                              size=path.stat().st_size, received_at=first["received_at"]))
+    return snapshot_id
+
+
 def test_pdf_html_and_csv_agree(reports_server, tmp_path: Path) -> None:
-    duty, _known = reports_server
+    duty, known = reports_server
+    snapshot_id = _snapshot_of_first_after_hours_opening(duty, known, "t-one")
     _built(duty)
     day = DAY.isoformat()
     pdf = duty.api("GET", f"/reports/{day}/t-one.pdf", user="duty-one")
@@ -112,6 +146,12 @@ def test_pdf_html_and_csv_agree(reports_server, tmp_path: Path) -> None:
     shown = f"{float(summary['compliance']) * 100:.1f}%"
     assert shown in text and shown in html
     assert f">{summary['alerts']}<" in html.replace("<b>", ">").replace("</b>", "<")
+    # The after-hours opening shows its snapshot: linked through the API on screen, embedded in print.
+    assert f'src="/api/v1/snapshots/{snapshot_id}.jpg"' in html
+    (tmp_path / "r.pdf").write_bytes(pdf.data)
+    images = subprocess.run(["pdfimages", "-list", str(tmp_path / "r.pdf")], capture_output=True, text=True,
+                            check=True).stdout
+    assert any(line.split()[3:5] == ["320", "240"] for line in images.splitlines()[2:]), images  # the CDnet frame
     # English on request, from the same figures.
     en = duty.api("GET", f"/reports/{day}/t-one.pdf?lang=en", user="duty-one")
     en_text, _ = _pdf_text(en.data, tmp_path)
