@@ -135,6 +135,7 @@ events = Table(
     Index("ix_events_venue_time", "venue_id", "occurred_at"),
     Index("ix_events_device_seq", "device", "seq"),
     Index("ix_events_time", "occurred_at"),  # a nightly report reads one day of every venue
+    Index("ix_events_received", "received_at"),  # late data for a reported day: what arrived in the last minute
 )
 
 # Snapshot pictures: the JPEG is a file under data_dir/snapshots/<device>/, this is its index.

@@ -33,6 +33,7 @@ from server.store import events, reports, snapshots, venue_days
 
 log = logging.getLogger("venuewatch.server.reports")
 COUNTY = "county"
+LATE_OVERLAP_S = 120
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ReportArchive:
         self.now = now
         self._lock = threading.Lock()  # one build at a time per process
         self.last_timings: dict[str, float] = {}
+        self._checked_until: datetime | None = None  # late data received before this has been looked at
 
     # --- scopes ---------------------------------------------------------------------------------------------
 
@@ -194,27 +196,36 @@ class ReportArchive:
                 reports.c.day == yesterday.isoformat(), reports.c.scope == COUNTY)).limit(1)).first()
         return None if done else yesterday
 
-    def late_scopes(self, day: date, now: datetime) -> set[str]:
-        """Scopes of `day` whose latest build predates events for that day that arrived since."""
+    def late_scopes(self, first_day: date, last_day: date, since: datetime, now: datetime) -> dict[date, set[str]]:
+        """Scopes of days in [first_day, last_day] whose latest build predates events received in (since, now].
+
+        Reads only what arrived since the previous check (an index on received_at), not days of events.
+        """
+        start, end = day_bounds(first_day, self.tz)[0], day_bounds(last_day, self.tz)[1]
+        e = events.c
+        # Only received_at in SQL: with occurred_at too, SQLite (no statistics) may walk 7 days of events by
+        # their time instead of the few that arrived in the last minute. The days are picked out below.
+        query = select(e.venue_id, e.occurred_at, e.received_at).where(and_(e.received_at > since,
+                                                                            e.received_at <= now))
         with self.engine.connect() as conn:
-            built = dict(conn.execute(select(reports.c.scope, func.max(reports.c.built_at)).where(
-                reports.c.day == day.isoformat()).group_by(reports.c.scope)).all())
-            if not built:
-                return set()
-            start, end = day_bounds(day, self.tz)
-            oldest = min(built.values())
-            late = conn.execute(select(events.c.venue_id, func.max(events.c.received_at)).where(and_(
-                events.c.occurred_at >= start, events.c.occurred_at < end, events.c.received_at > oldest,
-                events.c.received_at <= now)).group_by(
-                events.c.venue_id)).all()
-        stale: set[str] = set()
-        for venue_id, received in late:
+            arrivals = [r for r in conn.execute(query) if start <= r.occurred_at < end]
+            if not arrivals:
+                return {}
+            built: dict[tuple[str, str], datetime] = {
+                (r.day, r.scope): r.at for r in conn.execute(
+                    select(reports.c.day, reports.c.scope, func.max(reports.c.built_at).label("at")).where(and_(
+                        reports.c.day >= first_day.isoformat(), reports.c.day <= last_day.isoformat())).group_by(
+                        reports.c.day, reports.c.scope))}
+        stale: dict[date, set[str]] = {}
+        for venue_id, occurred, received in arrivals:
             venue = self.inventory.venues.get(venue_id)
             if venue is None:
                 continue
+            day = occurred.astimezone(self.tz).date()
             for scope in (COUNTY, venue.township_id):
-                if scope in built and received > built[scope]:
-                    stale.add(scope)
+                built_at = built.get((day.isoformat(), scope))
+                if built_at is not None and received > built_at:
+                    stale.setdefault(day, set()).add(scope)
         return stale
 
     def tick(self, build_after: time, late_days: int) -> list[Built]:
@@ -225,12 +236,15 @@ class ReportArchive:
         if day is not None:
             built += self.build(day, "nightly")
         today = now.astimezone(self.tz).date()
-        for n in range(1, late_days + 1):
-            d = today - timedelta(days=n)
-            stale = self.late_scopes(d, now)
-            if stale:
-                log.info("event=report_late_data day=%s scopes=%s", d, sorted(stale))
-                built += self.build(d, "late_data", stale)
+        if late_days:
+            # From the first check on, look back a day of arrivals once; then a minute at a time (with an overlap:
+            # an event stamped just before our last look may have been committed just after it).
+            since = self._checked_until or now - timedelta(days=1)
+            for d, scopes in sorted(self.late_scopes(today - timedelta(days=late_days), today - timedelta(days=1),
+                                                     since, now).items()):
+                log.info("event=report_late_data day=%s scopes=%s", d, sorted(scopes))
+                built += self.build(d, "late_data", scopes)
+            self._checked_until = now - timedelta(seconds=LATE_OVERLAP_S)
         return built
 
 
