@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -133,8 +134,13 @@ class ReportArchive:
         if workers <= 1:
             return [print_report(*job) for job in jobs]
         # spawn, not fork: this runs beside the server's threads, and a forked copy of them is unsafe.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(print_report, *zip(*jobs, strict=True)))
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                return list(pool.map(print_report, *zip(*jobs, strict=True)))
+        except (BrokenProcessPool, OSError) as exc:
+            # A worker that could not start (no memory, a host program without a __main__ guard): print here.
+            log.warning("event=report_print_pool_failed error=%r fallback=in_process", exc)
+            return [print_report(*job) for job in jobs]
 
     def snapshot_files(self, figures: dict[str, Any]) -> dict[str, str]:
         ids = [s for key in ("after_hours", "tamper") for e in figures[key][:render.MAX_THUMB_EVENTS]
