@@ -203,9 +203,13 @@ def _merged_utc(cal: VenueCalendar, national: NationalCalendar, start: datetime,
     spans = []
     for n in range(-1, (last - first).days + 2):
         spans.extend(_day_intervals(cal, national, first + timedelta(days=n), tz))
+    return merge_intervals((max(a, start), min(b, end)) for a, b in spans)
+
+
+def merge_intervals(spans: Iterable[Interval]) -> list[Interval]:
+    """Sorted, with overlapping or touching intervals joined and empty ones dropped."""
     merged: list[list[datetime]] = []
     for a, b in sorted(spans):
-        a, b = max(a, start), min(b, end)
         if a >= b:
             continue
         if merged and a <= merged[-1][1]:

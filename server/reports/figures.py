@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from server.calendar import merge_intervals as merge
 from server.rules import SEVERITY_RANK, TAMPER_STATES
 
 FALSE_ALARMS = frozenset({"false_alarm_sensor", "false_alarm_camera"})
@@ -114,18 +115,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def durations(values: Sequence[float]) -> dict[str, Any]:
     return {"count": len(values), "median": percentile(values, 50), "p90": percentile(values, 90),
             "worst": max(values) if values else None, "sum": sum(values)}
-
-
-def merge(intervals: Iterable[Interval]) -> list[Interval]:
-    merged: list[list[datetime]] = []
-    for a, b in sorted(intervals):
-        if a >= b:
-            continue
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    return [(a, b) for a, b in merged]
 
 
 def overlap_seconds(a: Sequence[Interval], b: Sequence[Interval]) -> float:

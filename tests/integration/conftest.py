@@ -1,4 +1,5 @@
-"""Fixtures shared by the integration tests: a page in Debian's headless Chromium (never downloaded)."""
+"""Fixtures shared by the integration tests: a page in Debian's headless Chromium (never downloaded), and the
+script errors it saw."""
 
 from __future__ import annotations
 
@@ -23,3 +24,22 @@ def page() -> Iterator:
         context = browser.new_context(viewport={"width": 1024, "height": 768}, locale="zh-CN")
         yield context.new_page()
         browser.close()
+
+
+@pytest.fixture
+def js_errors(page) -> Iterator[list[str]]:
+    """Script errors and console errors (a CSP violation is one) seen while the test ran: none allowed.
+
+    Except the browser's own request for /favicon.ico: the console ships no icon.
+    """
+    errors: list[str] = []
+
+    def on_console(msg) -> None:
+        url = msg.location.get("url", "")
+        if msg.type == "error" and not url.endswith("/favicon.ico"):
+            errors.append(f"console: {msg.text} {url}")
+
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", on_console)
+    yield errors
+    assert errors == []

@@ -96,26 +96,6 @@ def duty_server(mosquitto, tmp_path: Path, request: pytest.FixtureRequest) -> It
         server.stop()
 
 
-
-@pytest.fixture
-def js_errors(page) -> Iterator[list[str]]:
-    """Script errors and console errors (a CSP violation is one) seen while the test ran: none allowed.
-
-    Except the browser's own request for /favicon.ico: the console ships no icon.
-    """
-    errors: list[str] = []
-
-    def on_console(msg) -> None:
-        url = msg.location.get("url", "")
-        if msg.type == "error" and not url.endswith("/favicon.ico"):
-            errors.append(f"console: {msg.text} {url}")
-
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", on_console)
-    yield errors
-    assert errors == []
-
-
 def log_in(page, url: str, user: str = "admin") -> None:
     page.goto(url + "/")
     page.fill("input[name=username]", user)

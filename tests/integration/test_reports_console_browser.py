@@ -53,25 +53,6 @@ def reports_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[D
         stop_duty_server(duty)
 
 
-@pytest.fixture
-def js_errors(page) -> Iterator[list[str]]:
-    """Script errors and console errors (a CSP violation is one) seen while the test ran: none allowed.
-
-    Except the browser's own request for /favicon.ico: the console ships no icon.
-    """
-    errors: list[str] = []
-
-    def on_console(msg) -> None:
-        url = msg.location.get("url", "")
-        if msg.type == "error" and not url.endswith("/favicon.ico"):
-            errors.append(f"console: {msg.text} {url}")
-
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", on_console)
-    yield errors
-    assert errors == []
-
-
 def log_in(page, url: str, user: str, path: str) -> None:
     """Open a page, log in on the login page it sends us to, and land back on it."""
     page.goto(url + path)
