@@ -40,7 +40,23 @@ def open_store(config: ServerConfig, inventory: Inventory) -> Engine:
     engine = make_engine(config.db_url())
     create_schema(engine)
     sync_inventory(engine, inventory)
+    seed_status_log(engine)
     return engine
+
+
+def seed_status_log(engine: Engine) -> int:
+    """Give every device with a known status but no status history (a data dir from a release before the
+    history existed) one row: its current status since it was set. Without it, the nightly reports would
+    count such a device as offline until its next change."""
+    with engine.begin() as conn:
+        logged = select(device_status_log.c.device).distinct()
+        rows = conn.execute(select(devices.c.id, devices.c.status, devices.c.status_at, devices.c.status_reason).where(
+            devices.c.status.in_(("online", "offline")), devices.c.status_at.is_not(None),
+            devices.c.id.not_in(logged))).all()
+        if rows:
+            conn.execute(insert(device_status_log), [
+                {"device": r.id, "at": r.status_at, "status": r.status, "reason": r.status_reason} for r in rows])
+    return len(rows)
 
 
 def sync_inventory(engine: Engine, inventory: Inventory) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from server.reports.archive import COUNTY
 from server.store import events, snapshots
@@ -266,3 +266,29 @@ def test_report_command_writes_files_and_the_monthly_review(reports_server, tmp_
     with pytest.raises(SystemExit) as bad:
         main(["report", "nightly", "--date", "2026-02-30", "--config", config])
     assert bad.value.code == 2 and "is not a date" in capsys.readouterr().err
+
+
+def test_a_device_from_before_the_status_history_counts_from_its_stored_status(tmp_path: Path) -> None:
+    """An upgraded data dir: the device was online for weeks, its status row says so, but no history exists."""
+    from sqlalchemy import delete, update
+
+    from server.app import open_store
+    from server.store import device_status_log, devices
+
+    clock = Clock(datetime.combine(DAY + timedelta(days=1), time(1, 0), tzinfo=TZ).astimezone(UTC))
+    duty = start_duty_server(tmp_path, VENUES, clock)
+    try:
+        engine = duty.server.engine
+        with engine.begin() as conn:
+            conn.execute(delete(device_status_log))
+            conn.execute(update(devices).values(status="online", status_at=START - timedelta(days=20),
+                                                status_reason="message"))
+        open_store(duty.server.config, duty.server.inventory).dispose()  # the upgraded server starts
+        duty.server.reports.build(DAY, pdf=False)
+        county = duty.server.reports.get(DAY.isoformat(), COUNTY)
+        assert county["summary"]["availability"] == 1.0 and county["summary"]["offline_minutes"] == 0
+        open_store(duty.server.config, duty.server.inventory).dispose()  # a second start adds nothing
+        with engine.connect() as conn:
+            assert len(conn.execute(select(device_status_log)).all()) == 4
+    finally:
+        stop_duty_server(duty)
