@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from server import audit
 from server import incidents as grouping
 from server.escalation import STEP_TITLES, EscalationPolicy, next_step
 from server.hub import Hub
 from server.inventory import Inventory
 from server.rules import RULES, TAMPER_STATES, OpenAlert, ResolveAlert
-from server.store import alerts, audit_log, escalations, incidents
+from server.store import alerts, escalations, incidents
 
 OUTCOMES: dict[str, str] = {
     "real_intrusion": "真实入侵",
@@ -185,8 +186,8 @@ class AlertBook:
             if not changed:  # someone else acted first (SQLite has no row locks)
                 raise LifecycleError(f"alert {alert_id} changed meanwhile; reload it")
             grouping.mark_acked(conn, found.incident_id, now)
-            conn.execute(insert(audit_log).values(at=now, actor=user, action="alert_ack", target=str(alert_id),
-                                                  detail={"note": note}))
+            audit.record(conn, at=now, actor=user, action="alert_ack", target=str(alert_id),
+                         detail={"note": note})
         return self._announce(alert_id)
 
     def ack_incident(self, incident_id: int, user: str, note: str, now: datetime,
@@ -224,8 +225,8 @@ class AlertBook:
                 raise LifecycleError(f"alert {alert_id} changed meanwhile; reload it")
             grouping.mark_acked(conn, found.incident_id, now)
             grouping.close_if_done(conn, found.incident_id)
-            conn.execute(insert(audit_log).values(at=now, actor=user, action="alert_resolve",
-                                                  target=str(alert_id), detail={"outcome": outcome, "note": note}))
+            audit.record(conn, at=now, actor=user, action="alert_resolve",
+                         target=str(alert_id), detail={"outcome": outcome, "note": note})
         return self._announce(alert_id)
 
     @staticmethod

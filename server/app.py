@@ -14,6 +14,7 @@ from sqlalchemy import Engine, insert, select, update
 from waitress.server import create_server
 
 from protocol.configfile import ConfigError
+from server import audit
 from server.alerts import AlertBook
 from server.arming import ArmingBook
 from server.calendar import NationalCalendar
@@ -41,6 +42,7 @@ def open_store(config: ServerConfig, inventory: Inventory) -> Engine:
     create_schema(engine)
     sync_inventory(engine, inventory)
     seed_status_log(engine)
+    audit.seal_unchained(engine)  # entries of a release before the hash chain join it, oldest first
     return engine
 
 

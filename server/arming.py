@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, insert, or_, select, update
 
+from server import audit
 from server.calendar import NationalCalendar, is_open, next_change
 from server.inventory import Inventory, VenueInfo
-from server.store import arming, audit_log
+from server.store import arming
 
 MODES = ("armed", "disarmed")
 MAX_OVERRIDE = timedelta(days=7)
@@ -106,8 +107,8 @@ class ArmingBook:
             override_id = conn.execute(insert(arming).values(
                 venue_id=venue_id, mode=mode, starts_at=now, ends_at=now + length, by=by, note=note,
             )).inserted_primary_key[0]
-            conn.execute(insert(audit_log).values(at=now, actor=by, action=f"venue_{mode[:-2]}", target=venue_id,
-                                                  detail={"minutes": minutes, "note": note, "override": override_id}))
+            audit.record(conn, at=now, actor=by, action=f"venue_{mode[:-2]}", target=venue_id,
+                         detail={"minutes": minutes, "note": note, "override": override_id})
         self.invalidate()
         return self.state(self._inventory.venues[venue_id], now)
 
@@ -118,8 +119,8 @@ class ArmingBook:
             ended = conn.execute(update(arming).where(and_(
                 arming.c.venue_id == venue_id, arming.c.cancelled_at.is_(None), arming.c.ends_at > now,
             )).values(cancelled_at=now)).rowcount
-            conn.execute(insert(audit_log).values(at=now, actor=by, action="venue_schedule", target=venue_id,
-                                                  detail={"ended_overrides": ended}))
+            audit.record(conn, at=now, actor=by, action="venue_schedule", target=venue_id,
+                         detail={"ended_overrides": ended})
         self.invalidate()
         return self.state(self._inventory.venues[venue_id], now)
 

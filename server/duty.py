@@ -18,6 +18,7 @@ from sqlalchemy import Engine, and_, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from protocol import Command
+from server import audit
 from server.alerts import AlertBook
 from server.arming import ArmingBook
 from server.escalation import due_steps
@@ -37,7 +38,7 @@ from server.roster import (
     unstaffed,
 )
 from server.rules import SEVERITY_RANK, ResolveAlert, shift_staffed, shift_unstaffed
-from server.store import alerts, arming_sent, audit_log, escalations, handovers, incidents, shift_checkins
+from server.store import alerts, arming_sent, escalations, handovers, incidents, shift_checkins
 
 log = logging.getLogger("venuewatch.server.duty")
 
@@ -193,8 +194,8 @@ class DutyDesk:
                 # The primary key makes the step fire once, whatever the number of server processes.
                 conn.execute(insert(escalations).values(incident_id=incident.id, step=step, due_at=due_at,
                                                         fired_at=now))
-                conn.execute(insert(audit_log).values(at=now, actor="system", action=f"escalate_{step}",
-                                                      target=str(lead.id), detail={"incident": incident.id}))
+                audit.record(conn, at=now, actor="system", action=f"escalate_{step}",
+                             target=str(lead.id), detail={"incident": incident.id})
                 self._send(alert, step, now, conn=conn)
         except IntegrityError:
             return 0
@@ -283,8 +284,8 @@ class DutyDesk:
         try:
             with self._engine.begin() as conn:
                 conn.execute(insert(shift_checkins).values(room=room.id, shift_start=shift.start, user=user, at=now))
-                conn.execute(insert(audit_log).values(at=now, actor=user, action="shift_checkin", target=room.id,
-                                                      detail={"shift": shift.name, "start": shift.start.isoformat()}))
+                audit.record(conn, at=now, actor=user, action="shift_checkin", target=room.id,
+                             detail={"shift": shift.name, "start": shift.start.isoformat()})
         except IntegrityError:
             pass  # checked in already: a second click changes nothing
         self._book.apply(shift_staffed(room.id, shift.start, now))
@@ -305,8 +306,8 @@ class DutyDesk:
         shift = mine[-1]
         with self._engine.begin() as conn:
             conn.execute(insert(handovers).values(room=room.id, shift_start=shift.start, user=user, at=now, text=text))
-            conn.execute(insert(audit_log).values(at=now, actor=user, action="handover", target=room.id,
-                                                  detail={"shift_start": shift.start.isoformat(), "length": len(text)}))
+            audit.record(conn, at=now, actor=user, action="handover", target=room.id,
+                         detail={"shift_start": shift.start.isoformat(), "length": len(text)})
         return self.room_view(room, now)
 
     def _checked_in(self, room_id: str, starts: list[datetime]) -> dict[datetime, list[str]]:

@@ -336,6 +336,18 @@ audit_log = Table(
     Column("action", String(32), nullable=False),
     Column("target", String(200)),
     Column("detail", JSON),
+    # The hash chain (server/audit.py): the previous entry's hash, and this entry's over it and its fields.
+    Column("prev_hash", String(64)),
+    Column("hash", String(64)),
+)
+
+# The newest entry of the audit chain: deleting the newest entries shows here; its row serialises writers.
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("last_id", Integer, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
 )
 
 

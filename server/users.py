@@ -11,8 +11,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, insert, select, update
 
+from server import audit
 from server.inventory import Inventory
-from server.store import api_tokens, audit_log, users
+from server.store import api_tokens, users
 
 ROLES = {
     "county_admin": "县级管理员",
@@ -90,8 +91,8 @@ def add_user(engine: Engine, inventory: Inventory, name: str, role: str, scope: 
         user_id = conn.execute(insert(users).values(
             name=name, password_hash=_hasher.hash(password), role=role, scope=scope, created_at=now,
             disabled=False)).inserted_primary_key[0]
-        conn.execute(insert(audit_log).values(at=now, actor=actor, action="user_add", target=name,
-                                              detail={"role": role, "scope": scope}))
+        audit.record(conn, at=now, actor=actor, action="user_add", target=name,
+                     detail={"role": role, "scope": scope})
     return User(user_id, name, role, scope)
 
 
@@ -131,7 +132,7 @@ def new_token(engine: Engine, name: str, label: str = "cli") -> str:
             raise UserError(f"user {name!r} does not exist; create it with `venuewatch user add`")
         conn.execute(insert(api_tokens).values(user_id=row.id, token_hash=_token_hash(token), label=label,
                                                created_at=now))
-        conn.execute(insert(audit_log).values(at=now, actor=label, action="token_add", target=name))
+        audit.record(conn, at=now, actor=label, action="token_add", target=name)
     return token
 
 

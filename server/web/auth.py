@@ -10,9 +10,8 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
-from sqlalchemy import insert
 
-from server.store import audit_log
+from server import audit
 from server.users import User, authenticate, get_user, user_for_token, visible_venues
 
 bp = Blueprint("auth", __name__)
@@ -90,8 +89,8 @@ def can_see_alert(alert: dict[str, Any]) -> bool:
 
 def _audit(actor: str, action: str, detail: dict[str, Any]) -> None:
     with services().engine.begin() as conn:
-        conn.execute(insert(audit_log).values(at=datetime.now(UTC), actor=actor[:64], action=action,
-                                              target=None, detail=detail))
+        audit.record(conn, at=datetime.now(UTC), actor=actor[:64], action=action,
+                     target=None, detail=detail)
 
 
 @bp.route("/login", methods=["GET", "POST"])

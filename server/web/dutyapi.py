@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, g, request, send_file
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
+from server import audit
 from server.arming import ArmingError
 from server.calendar import describe_day
 from server.duty import DutyError
-from server.store import audit_log, snapshots
+from server.store import snapshots
 from server.web.api import BadBody, _body, _error, _note
 from server.web.auth import api_login_required, can_see, scope, services
 
@@ -165,8 +166,8 @@ def snapshot_image(device: str, name: str) -> Any:
     if row is None or not Path(row.path).is_file():
         return _error("snapshot not found", 404)
     with services().engine.begin() as conn:  # who looked at a picture of a village room is on record
-        conn.execute(insert(audit_log).values(at=_desk().now(), actor=g.user.name, action="snapshot_view",
-                                              target=row.id, detail={"venue": row.venue_id}))
+        audit.record(conn, at=_desk().now(), actor=g.user.name, action="snapshot_view",
+                     target=row.id, detail={"venue": row.venue_id})
     response = send_file(row.path, mimetype="image/jpeg", max_age=0)
     response.headers["Cache-Control"] = "private, no-store"
     return response
