@@ -26,6 +26,7 @@ from server.inventory import Inventory
 from server.mqttlink import MqttIngest
 from server.notify import Dispatcher
 from server.opening import OpeningCheck
+from server.privacy import DailyRetention
 from server.reports.archive import ReportArchive, ReportScheduler
 from server.roster import RosterFile, load_checked_roster
 from server.rules import OpenDoor, data_gap, device_status, doors_held_open, silent_devices
@@ -147,6 +148,7 @@ class VenueWatchServer:
         self._stop = threading.Event()
         self._started_at = now()
         self._opening_checked: datetime | None = None
+        self.retention = DailyRetention(self.engine, config.privacy.snapshot_days)
         self._threads: list[threading.Thread] = []
         self.http = None
         self.app = None
@@ -221,6 +223,7 @@ class VenueWatchServer:
         if self._opening_checked is None or now - self._opening_checked >= timedelta(seconds=60):
             self._opening_checked = now
             opened += self.opening.check()
+        self.retention.check(now)
         return opened
 
     def _check_silence(self) -> int:

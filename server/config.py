@@ -114,6 +114,11 @@ class ReportSettings(_Strict):
         return time.fromisoformat(self.build_after)
 
 
+class PrivacySettings(_Strict):
+    snapshot_days: int = Field(30, ge=0, le=3650, description="snapshot pictures are deleted this many days after "
+                               "they arrived, daily; 0 keeps them forever (not recommended: they show people)")
+
+
 class ServerConfig(_Strict):
     broker: ServerBroker
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite file in data_dir")
@@ -128,6 +133,7 @@ class ServerConfig(_Strict):
     duty: DutySettings = Field(default_factory=DutySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @field_validator("timezone")
     @classmethod

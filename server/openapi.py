@@ -158,6 +158,33 @@ OPENAPI: dict[str, Any] = {
             "parameters": [{"name": "device", "in": "path", "required": True, "schema": {"type": "string"}},
                            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "image/jpeg"}, **_ERRORS}}},
+        "/me/password": {"post": {
+            "summary": "change your password (your other sessions end); audited",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["current", "new"], "properties": {
+                    "current": {"type": "string"}, "new": {"type": "string", "minLength": 10}}}}}},
+            "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+        "/me/tokens": {
+            "get": {"summary": "your API tokens (never the secret: only its hash is kept)",
+                    "responses": {"200": _json({"type": "object", "properties": {"tokens": {"type": "array"}}}),
+                                  **_ERRORS}},
+            "post": {"summary": "create an API token; the token is in this response only",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {"label": {"type": "string", "minLength": 1,
+                                                                   "maxLength": 64}}}}}},
+                     "responses": {"201": _json({"type": "object", "required": ["token"]}), **_ERRORS}}},
+        "/me/tokens/{id}": {"delete": {
+            "summary": "revoke one of your API tokens", "parameters": _ALERT_ID,
+            "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+        "/venues/{id}/export": {"get": {
+            "summary": "everything stored about a venue as a zip (county_admin; audited)", "parameters": _VENUE_ID,
+            "responses": {"200": {"description": "application/zip"}, **_ERRORS}}},
+        "/venues/{id}/delete-data": {"post": {
+            "summary": "delete a venue's events, alerts and snapshots (county_admin; audited)",
+            "parameters": _VENUE_ID,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["confirm"], "properties": {"confirm": {"type": "string"}}}}}},
+            "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
         "/reports": {"get": {
             "summary": "nightly reports in your scope (latest revision first, with older revision numbers)",
             "parameters": [{"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}}],

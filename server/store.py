@@ -316,6 +316,7 @@ users = Table(
     Column("scope", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    Column("epoch", Integer, nullable=False, default=0),  # sessions carry it; a password change bumps it
 )
 
 api_tokens = Table(

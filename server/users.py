@@ -40,6 +40,7 @@ class User:
     name: str
     role: str
     scope: str | None
+    epoch: int = 0  # bumped by a password change: sessions from before it end
 
     @property
     def can_act(self) -> bool:
@@ -109,13 +110,13 @@ def authenticate(engine: Engine, name: str, password: str) -> User | None:
     if _hasher.check_needs_rehash(row.password_hash):
         with engine.begin() as conn:
             conn.execute(update(users).where(users.c.id == row.id).values(password_hash=_hasher.hash(password)))
-    return User(row.id, row.name, row.role, row.scope)
+    return User(row.id, row.name, row.role, row.scope, row.epoch)
 
 
 def get_user(engine: Engine, user_id: int) -> User | None:
     with engine.connect() as conn:
         row = conn.execute(select(users).where(users.c.id == user_id)).first()
-    return None if row is None or row.disabled else User(row.id, row.name, row.role, row.scope)
+    return None if row is None or row.disabled else User(row.id, row.name, row.role, row.scope, row.epoch)
 
 
 def _token_hash(token: str) -> str:
@@ -143,3 +144,54 @@ def user_for_token(engine: Engine, token: str) -> User | None:
                 api_tokens.c.token_hash == _token_hash(token), api_tokens.c.revoked_at.is_(None))
         ).first()
     return None if row is None or row.disabled else User(row.id, row.name, row.role, row.scope)
+
+
+def change_password(engine: Engine, user: User, current: str, new: str) -> User:
+    """Set a new password after checking the current one; every other session of the user ends."""
+    if authenticate(engine, user.name, current) is None:
+        raise UserError("the current password is wrong")
+    check_password(new)
+    if new == current:
+        raise UserError("the new password is the same as the current one")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(update(users).where(users.c.id == user.id).values(
+            password_hash=_hasher.hash(new), epoch=users.c.epoch + 1))
+        audit.record(conn, now, user.name, "password_change", user.name)
+        epoch = conn.execute(select(users.c.epoch).where(users.c.id == user.id)).scalar_one()
+    return User(user.id, user.name, user.role, user.scope, epoch)
+
+
+def list_tokens(engine: Engine, name: str) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(api_tokens).join(users, users.c.id == api_tokens.c.user_id).where(
+            users.c.name == name).order_by(api_tokens.c.id)).all()
+    return [{"id": r.id, "label": r.label, "created_at": r.created_at.isoformat(),
+             "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None} for r in rows]
+
+
+def revoke_tokens(engine: Engine, name: str, actor: str, token_id: int | None = None) -> int:
+    """Revoke one token of a user (or all of them when `token_id` is None); returns how many were live."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar()
+        if user_id is None:
+            raise UserError(f"user {name!r} does not exist")
+        where = (api_tokens.c.user_id == user_id) & api_tokens.c.revoked_at.is_(None)
+        if token_id is not None:
+            where &= api_tokens.c.id == token_id
+        revoked = conn.execute(update(api_tokens).where(where).values(revoked_at=now)).rowcount
+        if revoked:
+            audit.record(conn, now, actor, "token_revoke", name, {"token": token_id, "count": revoked})
+    return revoked
+
+
+def set_disabled(engine: Engine, name: str, disabled: bool, actor: str) -> None:
+    """Disable (or enable again) a user: their sessions and tokens stop working at once."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        changed = conn.execute(update(users).where(users.c.name == name).values(
+            disabled=disabled, epoch=users.c.epoch + 1)).rowcount
+        if not changed:
+            raise UserError(f"user {name!r} does not exist")
+        audit.record(conn, now, actor, "user_disable" if disabled else "user_enable", name)

@@ -32,7 +32,9 @@ def load_user() -> None:
     user_id = session.get("user_id")
     if user_id is not None:
         g.user = get_user(services().engine, user_id)
-        if g.user is None:
+        # A password change (or disabling) bumps the epoch: sessions opened before it end here.
+        if g.user is None or session.get("epoch", 0) != g.user.epoch:
+            g.user = None
             session.clear()
 
 
@@ -115,6 +117,7 @@ def login() -> Any:
             session.clear()
             session.permanent = True
             session["user_id"] = user.id
+            session["epoch"] = user.epoch
             csrf_token()
             target = request.args.get("next", "")
             # Only local paths: an open redirect would let a phishing link borrow our login page.
