@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response
 from sqlalchemy import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from server.alerts import AlertBook
 from server.hub import Hub
@@ -47,6 +48,8 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
         JSON_AS_ASCII=False,
         TESTING=testing,
     )
+    # Ids in URLs are database integers: a larger number is no such thing (404), not an overflow in the driver.
+    app.url_map.converters["int"] = DatabaseInt
     app.extensions["venuewatch"] = services
     # (per user name, per client address): 5 failures lock a name; a shared duty-room address gets 30.
     app.extensions["venuewatch.throttle"] = (LoginThrottle(max_failures=5), LoginThrottle(max_failures=30))
@@ -82,6 +85,14 @@ def _security_headers(response: Response) -> Response:
     if response.mimetype == "text/html":
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+class DatabaseInt(IntegerConverter):
+    """`<int:…>` limited to what a 64-bit database column holds."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def new_secret_key() -> bytes:

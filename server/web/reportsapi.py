@@ -70,7 +70,7 @@ def get_report(day: str, scope_id: str, fmt: str) -> Any:
     if allowed is not None and scope_id not in allowed:
         return _error("this report is outside your scope", 403)
     revision_arg = request.args.get("revision")
-    if revision_arg is not None and not revision_arg.isdigit():
+    if revision_arg is not None and not (revision_arg.isdigit() and len(revision_arg) <= 9):
         return _error("revision must be a whole number (see revisions in GET /api/v1/reports)", 400)
     archive = _archive()
     figures = archive.get(day, scope_id, int(revision_arg) if revision_arg else None)
