@@ -46,6 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     tok = user_sub.add_parser("token", help="create an API token (shown once)")
     tok.add_argument("name")
     tok.add_argument("--config", **CONFIG_ARG)
+    revoke = user_sub.add_parser("revoke-token", help="revoke a user's API tokens (all, or one by --id)")
+    revoke.add_argument("name")
+    revoke.add_argument("--id", type=int, help="token id (from GET /api/v1/me/tokens); default: all of them")
+    revoke.add_argument("--config", **CONFIG_ARG)
+    for verb, what in (("disable", "end the user's sessions and tokens now and refuse logins"),
+                       ("enable", "allow a disabled user to log in again")):
+        toggle = user_sub.add_parser(verb, help=what)
+        toggle.add_argument("name")
+        toggle.add_argument("--config", **CONFIG_ARG)
+
+    p = sub.add_parser("audit", help="the hash-chained audit log")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True)
+    check = audit_sub.add_parser("verify", help="check that no audit entry was changed or deleted")
+    check.add_argument("--config", **CONFIG_ARG)
 
     p = sub.add_parser("report", help="nightly reports and the monthly county review")
     report_sub = p.add_subparsers(dest="report_command", required=True)
@@ -66,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file", type=Path)
     p.add_argument("--device", type=Path, help="device config, to check a scenario against its doors")
 
+    _add_provision(sub)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -79,10 +95,55 @@ def main(argv: list[str] | None = None) -> int:
             return _user(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "audit":
+            return _audit_verify(args.config)
+        if args.command == "provision":
+            from server.provision import run
+
+            code = run(args, DEFAULT_CONFIG)
+            if code == 0:
+                _audit_change(getattr(args, "config", None), f"provision_{args.provision_command}",
+                              getattr(args, "id", None))
+            return code
         return _check_config(args.file, args.device)
     except ConfigError as exc:
         print(f"venuewatch: configuration error\n{exc}", file=sys.stderr)
         return 2
+
+
+def _add_provision(sub: argparse._SubParsersAction) -> None:
+    """`venuewatch provision ca|device|revoke`; the work is in server/provision.py (docs/provisioning.md)."""
+    from server.provision import DEFAULT_ACL, DEFAULT_PASSWD, SERVER_CERT_DAYS
+
+    p = sub.add_parser("provision", help="county CA, device MQTT accounts and bundles, revocation")
+    prov = p.add_subparsers(dest="provision_command", required=True)
+    ca = prov.add_parser("ca", help="create the county CA and the broker's certificate (once)")
+    ca.add_argument("--out", type=Path, required=True, help="folder for ca.crt, ca.key, server.crt, server.key")
+    ca.add_argument("--host", action="append", help="broker name or IP address the Pis use (repeat; default: "
+                    "localhost and 127.0.0.1)")
+    ca.add_argument("--days", type=int, default=SERVER_CERT_DAYS, help="validity of the broker certificate")
+    passwd = {"type": Path, "default": DEFAULT_PASSWD, "help": f"mosquitto password file (default {DEFAULT_PASSWD})"}
+    inventory = {"type": Path, "help": "inventory YAML (default: the one the server config names)"}
+    config = {"type": Path, "help": f"server config, for defaults (default: {DEFAULT_CONFIG} if it exists)"}
+    dev = prov.add_parser("device", help="MQTT account, inventory entry and installer bundle for a new device")
+    dev.add_argument("id", help="device id, also its MQTT username, e.g. pi-0009")
+    dev.add_argument("--venue", required=True, help="venue id in the inventory")
+    dev.add_argument("--doors", default="front", help="door ids, optionally with BCM pins: front,back or "
+                     "front:17,back:27 (default: front)")
+    dev.add_argument("--inventory", **inventory)
+    dev.add_argument("--passwd", **passwd)
+    dev.add_argument("--acl", type=Path, default=DEFAULT_ACL, help=f"mosquitto ACL to check (default {DEFAULT_ACL})")
+    dev.add_argument("--broker-url", help="what the Pi connects to, e.g. mqtts://mqtt.venuewatch.lan:8883 "
+                     "(default: the server config's broker.url)")
+    dev.add_argument("--ca-file", type=Path, help="county ca.crt to put in the bundle (default: the server's)")
+    dev.add_argument("--out", type=Path, default=Path("."), help="the bundle goes to OUT/ID/ (default: here)")
+    dev.add_argument("--firmware-dir", type=Path, help="also write the device file (no password) to DIR/ID.yaml")
+    dev.add_argument("--config", **config)
+    rev = prov.add_parser("revoke", help="remove a device's MQTT account and inventory entry")
+    rev.add_argument("id")
+    rev.add_argument("--inventory", **inventory)
+    rev.add_argument("--passwd", **passwd)
+    rev.add_argument("--config", **config)
 
 
 def _load(config_path: str):
@@ -114,13 +175,21 @@ def _server(config_path: str) -> int:
 
 def _user(args: argparse.Namespace) -> int:
     from server.app import open_store
-    from server.users import UserError, add_user, check_new_user, new_token
+    from server.users import UserError, add_user, check_new_user, new_token, revoke_tokens, set_disabled
 
     config, inventory = _load(args.config)
     engine = open_store(config, inventory)
     try:
         if args.user_command == "token":
             print(new_token(engine, args.name))
+            return 0
+        if args.user_command == "revoke-token":
+            count = revoke_tokens(engine, args.name, "cli", args.id)
+            print(f"{count} token(s) of {args.name} revoked")
+            return 0 if count or args.id is None else 2
+        if args.user_command in ("disable", "enable"):
+            set_disabled(engine, args.name, args.user_command == "disable", "cli")
+            print(f"user {args.name} {args.user_command}d")
             return 0
         check_new_user(args.name, args.role, args.scope, inventory)
         password, generated = _password(args.password_stdin)
@@ -195,6 +264,40 @@ def _report(args: argparse.Namespace) -> int:
             line += f": {stem}.html .pdf .csv"
         print(line)
     return 0
+
+
+def _audit_change(config_path: Path | None, action: str, target: str | None) -> None:
+    """Put a change made from the command line (device provisioned or revoked) on the audit chain, when
+    the server's config (and so its database) is at hand; who: the login that ran the command."""
+    from datetime import UTC, datetime
+
+    from server import audit
+    from server.app import open_store
+
+    path = Path(config_path) if config_path else Path(DEFAULT_CONFIG)
+    if not path.is_file():
+        return
+    config, inventory = _load(str(path))
+    engine = open_store(config, inventory)
+    actor = os.environ.get("SUDO_USER") or getpass.getuser()
+    with engine.begin() as conn:
+        audit.record(conn, datetime.now(UTC), f"cli:{actor}", action, target)
+    engine.dispose()
+
+
+def _audit_verify(config_path: str) -> int:
+    from server import audit
+    from server.app import open_store
+
+    config, inventory = _load(config_path)
+    verdict = audit.verify(open_store(config, inventory))
+    if verdict.ok:
+        print(f"audit log intact: {verdict.entries} entries, head {verdict.head_hash}")
+        return 0
+    print(f"audit log damaged ({verdict.entries} entries read):")
+    for problem in verdict.problems:
+        print(f"  - {problem}")
+    return 1
 
 
 def _password(from_stdin: bool) -> tuple[str, bool]:

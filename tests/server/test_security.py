@@ -176,3 +176,23 @@ def test_snapshots_are_deleted_after_the_retention_period(offline_server) -> Non
 def test_retention_zero_keeps_everything(offline_server, days) -> None:
     _snapshot(offline_server, "pi-a", "KEEPEV", 30)
     assert DailyRetention(offline_server.engine, snapshot_days=days).check(datetime.now(UTC) + timedelta(days=999)) == 0
+
+
+def test_an_admin_disables_a_user_and_revokes_tokens_from_the_command_line(offline_server, capsys) -> None:
+    from server.cli import main
+
+    config = str(offline_server.config.data_dir.parent / "server.yaml")
+    client = offline_server.app.test_client()
+    browser = offline_server.app.test_client()
+    login(browser, "duty-two")
+    assert main(["user", "revoke-token", "duty-one", "--config", config]) == 0
+    assert "1 token(s) of duty-one revoked" in capsys.readouterr().out
+    assert client.get("/api/v1/alerts", headers=bearer(offline_server, "duty-one")).status_code == 401
+    assert main(["user", "disable", "duty-two", "--config", config]) == 0
+    assert browser.get("/api/v1/alerts").status_code == 401  # the open session ended
+    assert client.get("/api/v1/alerts", headers=bearer(offline_server, "duty-two")).status_code == 401
+    assert login(offline_server.app.test_client(), "duty-two")[0].status_code == 401
+    assert main(["user", "enable", "duty-two", "--config", config]) == 0
+    assert login(offline_server.app.test_client(), "duty-two")[0].status_code == 302
+    assert main(["audit", "verify", "--config", config]) == 0
+    assert "audit log intact" in capsys.readouterr().out
