@@ -49,7 +49,9 @@ class OpeningCheck:
                 or_(and_(events.c.kind == "door", events.c.state == "open"),
                     and_(events.c.kind == "motion", events.c.state == "start")),
             )).group_by(events.c.venue_id)).all())
-            online = {r.venue_id for r in conn.execute(select(devices.c.venue_id).where(devices.c.status == "online"))}
+            # When each venue's watch began: the earliest status change among its devices online now.
+            online = dict(conn.execute(select(devices.c.venue_id, func.min(devices.c.status_at)).where(
+                devices.c.status == "online").group_by(devices.c.venue_id)).all())
             waiting = set(conn.execute(select(alerts.c.key).where(and_(
                 alerts.c.rule == "venue_not_opened", alerts.c.active_key.is_not(None)))).scalars())
         opened = 0
@@ -71,7 +73,7 @@ class OpeningCheck:
             state = self._arming.state(venue, now)
             if state.source == "override" and state.armed:
                 continue
-            alert = venue_not_opened(venue, start, now, self._after, active, venue.id in online)
+            alert = venue_not_opened(venue, start, now, self._after, active, online.get(venue.id))
             if alert is not None:
                 opened += self._book.apply(alert) is not None
         return opened

@@ -270,13 +270,15 @@ def door_open_without_motion(door: OpenDoor, venue: VenueInfo, camera: str, last
 
 
 def venue_not_opened(venue: VenueInfo, period_start: datetime, now: datetime, after: timedelta,
-                     activity_since_start: bool, monitored: bool) -> OpenAlert | None:
+                     activity_since_start: bool, monitored_since: datetime | None) -> OpenAlert | None:
     """未按时开放: a posted opening period began `after` ago and no door or motion has been seen since.
 
-    Only for a venue whose devices are online (`monitored`): an offline venue is 设备离线, not closed.
+    Only for a venue whose devices are online (`monitored_since`: when they came online; None when none
+    is): an offline venue is 设备离线, not closed. And only once it has been watched for `after` of the
+    period: a Pi back from a power cut at 09:10 first replays what its doors did meanwhile.
     The alert resolves itself when the door opens (see `venue_opened`).
     """
-    if activity_since_start or not monitored or now - period_start < after:
+    if activity_since_start or monitored_since is None or now - max(period_start, monitored_since) < after:
         return None
     return OpenAlert(rule="venue_not_opened", venue_id=venue.id,
                      key=f"venue_not_opened:{venue.id}:{period_start.isoformat()}", at=now, once=True,

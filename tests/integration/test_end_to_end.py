@@ -28,9 +28,7 @@ def test_after_hours_opening_reaches_the_console_live_and_is_handled(mosquitto, 
     agents = [agent_process(device_yaml(tmp_path, d, mosquitto.url, root=srv.root), scenario)
               for d in ("sim-a", "sim-b")]
     try:
-        # Only door alerts: the always-open venue with a device online and nobody there may also raise
-        # 未按时开放 (venue_not_opened) when the once-a-minute opening check runs after its agent came online.
-        alert = stream.next("alert", lambda a: a["status"] == "open" and a["rule"].startswith("door"), timeout=20)
+        alert = stream.next("alert", lambda a: a["status"] == "open", timeout=20)
         assert (alert["rule"], alert["venue"], alert["device"], alert["sensor"]) == (
             "door_after_hours", "venue-a", "sim-a", "front")
         closed = stream.next("state", lambda s: s.get("device") == "sim-a" and s.get("state") == "closed")
@@ -38,16 +36,16 @@ def test_after_hours_opening_reaches_the_console_live_and_is_handled(mosquitto, 
 
         # The same alert through the API; the open venue raised none.
         listed = api(srv, "/alerts?status=open").json()["alerts"]
-        assert [a["id"] for a in listed if a["rule"].startswith("door")] == [alert["id"]]
+        assert [a["id"] for a in listed] == [alert["id"]]
         events = wait_for(lambda: len(e := api(srv, "/events?venue=venue-b&kind=door").json()["events"]) == 2 and e,
                           what="both events of the open venue")
         assert sorted(e["state"] for e in events) == ["closed", "open"]
 
         assert api(srv, f"/alerts/{alert['id']}/ack", "POST", json={"note": "值班员已查看"}).status_code == 200
-        assert stream.next("alert", lambda a: a["status"] == "acked" and a["id"] == alert["id"])["acked_by"] == "admin"
+        assert stream.next("alert", lambda a: a["status"] == "acked")["acked_by"] == "admin"
         resolved = api(srv, f"/alerts/{alert['id']}/resolve", "POST", json={"outcome": "test", "note": "演练"})
         assert resolved.json()["status"] == "resolved"
-        assert stream.next("alert", lambda a: a["status"] == "resolved" and a["id"] == alert["id"])["outcome"] == "test"
+        assert stream.next("alert", lambda a: a["status"] == "resolved")["outcome"] == "test"
 
         # Anonymous requests are refused on the same live server.
         assert requests.get(srv.url + "/api/v1/alerts", timeout=5).status_code == 401

@@ -116,10 +116,15 @@ def test_door_open_without_motion_guards():
 def test_not_opened_guards():
     start = local(2026, 11, 25, 8, 30)
     after = timedelta(minutes=30)
-    assert venue_not_opened(VENUE, start, start + after - timedelta(seconds=1), after, False, True) is None
-    assert venue_not_opened(VENUE, start, start + after, after, False, True) is not None
-    assert venue_not_opened(VENUE, start, start + after, after, True, True) is None  # opened
-    assert venue_not_opened(VENUE, start, start + after, after, False, False) is None  # not monitored
+    watched = start - timedelta(hours=2)  # the Pi has been online since before the period
+    assert venue_not_opened(VENUE, start, start + after - timedelta(seconds=1), after, False, watched) is None
+    assert venue_not_opened(VENUE, start, start + after, after, False, watched) is not None
+    assert venue_not_opened(VENUE, start, start + after, after, True, watched) is None  # opened
+    assert venue_not_opened(VENUE, start, start + after, after, False, None) is None  # not monitored
+    # Back online 10 minutes into the period: judged `after` from then, once its replay had time to arrive.
+    back = start + timedelta(minutes=10)
+    assert venue_not_opened(VENUE, start, start + after, after, False, back) is None
+    assert venue_not_opened(VENUE, start, back + after, after, False, back) is not None
 
 
 def test_incident_grouping_window_and_severity():
