@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_provision(sub: argparse._SubParsersAction) -> None:
-    """`venuewatch provision ca|device|revoke`; the work is in server/provision.py (docs/provisioning.md)."""
+    """`venuewatch provision ca|device|revoke`; the work is in server/provision/ (docs/provisioning.md)."""
     from server.provision import DEFAULT_ACL, DEFAULT_PASSWD, SERVER_CERT_DAYS
 
     p = sub.add_parser("provision", help="county CA, device MQTT accounts and bundles, revocation")

@@ -347,10 +347,10 @@ def test_provision_device_writes_bundle_password_line_and_inventory(site, capsys
         os.umask(old)
     out, err = capsys.readouterr()
     bundle = site["out"] / "pi-0099"
-    assert sorted(p.name for p in bundle.iterdir()) == ["agent.env", "ca.crt", "mqtt_password", "pi-0099.yaml"]
-    assert mode(bundle) == 0o700 and mode(bundle / "mqtt_password") == 0o600 and mode(bundle / "pi-0099.yaml") == 0o600
+    assert sorted(p.name for p in bundle.iterdir()) == ["agent.env", "ca.crt", "mqtt-password", "pi-0099.yaml"]
+    assert mode(bundle) == 0o700 and mode(bundle / "mqtt-password") == 0o600 and mode(bundle / "pi-0099.yaml") == 0o600
     assert [p.name for p in site["out"].iterdir()] == ["pi-0099"]  # no staging folder left
-    password = (bundle / "mqtt_password").read_text().strip()
+    password = (bundle / "mqtt-password").read_text().strip()
     assert len(password) >= 32
     assert password not in out + err and password not in (bundle / "pi-0099.yaml").read_text()
     assert provision.verify_password(provision.passwd_users(site["passwd"])["pi-0099"], password)
@@ -369,7 +369,7 @@ def test_provision_device_writes_bundle_password_line_and_inventory(site, capsys
 
     firmware = (site["tmp"] / "firmware/pi-0099.yaml").read_text()
     assert password not in firmware and "password:" not in firmware
-    assert "password_file: /etc/venuewatch/mqtt_password" in firmware and "ca_file: /etc/venuewatch/ca.crt" in firmware
+    assert "password_file: /etc/venuewatch/mqtt-password" in firmware and "ca_file: /etc/venuewatch/ca.crt" in firmware
 
     for said in ("added user pi-0099", "pattern write vw/%u/#", "systemctl reload mosquitto", "SIGHUP",
                  "restart venuewatch-server", str(bundle)):

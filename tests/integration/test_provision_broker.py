@@ -142,7 +142,7 @@ def test_provisioned_device_reports_over_tls_until_revoked(broker, tmp_path):
     assert made.returncode == 0, made.stderr
     assert "pattern write vw/%u/#" in made.stdout and "systemctl reload mosquitto" in made.stdout
     bundle = tmp_path / "bundles" / "pi-0042"
-    password = (bundle / "mqtt_password").read_text().strip()
+    password = (bundle / "mqtt-password").read_text().strip()
     assert password not in made.stdout + made.stderr
     broker.reload()
     assert wait_for(lambda: connects(broker, "pi-0042", password), timeout=5, what="the device's new account")
