@@ -3,7 +3,6 @@ access, a device may publish only under its own id, and nobody can take over ano
 
 from __future__ import annotations
 
-import os
 import shutil
 import ssl
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.services import free_port, wait_port
+from tests.services import start_production_mosquitto
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -32,21 +31,7 @@ def production_broker(tmp_path_factory):
         flags = ["-c"] if i == 0 else []
         subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", *flags,
                         str(passwd), user, password], check=True, capture_output=True)
-    port = free_port()
-    conf = (REPO / "deploy/mosquitto/venuewatch.conf").read_text()
-    conf = (conf.replace("listener 8883", f"listener {port} 127.0.0.1")
-            .replace("/etc/mosquitto/certs/ca.crt", str(work / "ca.crt"))
-            .replace("/etc/mosquitto/certs/server.crt", str(work / "ca.crt"))
-            .replace("/etc/mosquitto/certs/server.key", str(work / "server.key"))
-            .replace("/etc/mosquitto/venuewatch.passwd", str(passwd))
-            .replace("/etc/mosquitto/venuewatch.acl", str(REPO / "deploy/mosquitto/acl")))
-    conf += f"persistence_location {work}/\nlog_dest file {work / 'mosquitto.log'}\n"
-    if os.geteuid() == 0:
-        conf += "user root\n"
-    (work / "mosquitto.conf").write_text(conf)
-    process = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(work / "mosquitto.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
+    process, port = start_production_mosquitto(work, work / "ca.crt", work / "ca.crt", work / "server.key", passwd)
     yield port, work / "ca.crt"
     process.terminate()
     process.wait(timeout=10)

@@ -4,7 +4,6 @@ process with the bundle's device file; then revocation."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import ssl
@@ -23,7 +22,7 @@ import yaml
 from server.provision import provision_ca, set_password, verify_password
 from tests.conftest import agent_process, make_server_files
 from tests.helpers import ALWAYS_CLOSED, wait_for, write_yaml
-from tests.services import free_port, wait_port
+from tests.services import start_production_mosquitto
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -55,20 +54,8 @@ def broker(tmp_path_factory) -> Iterator[Broker]:
     provision_ca(work / "ca", ["localhost", "127.0.0.1"], 2)
     passwd = work / "venuewatch.passwd"
     set_password(passwd, "venuewatch-server", SERVER_PASSWORD)
-    port = free_port()
-    conf = (REPO / "deploy/mosquitto/venuewatch.conf").read_text()
-    conf = (conf.replace("listener 8883", f"listener {port} 127.0.0.1")
-            .replace("/etc/mosquitto/certs/", f"{work / 'ca'}/")
-            .replace("/etc/mosquitto/venuewatch.passwd", str(passwd))
-            .replace("/etc/mosquitto/venuewatch.acl", str(REPO / "deploy/mosquitto/acl")))
-    assert f"certfile {work / 'ca'}/server.crt" in conf and f"keyfile {work / 'ca'}/server.key" in conf
-    conf += f"persistence_location {work}/\nlog_dest file {work / 'mosquitto.log'}\n"
-    if os.geteuid() == 0:
-        conf += "user root\n"
-    (work / "mosquitto.conf").write_text(conf)
-    process = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(work / "mosquitto.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
+    process, port = start_production_mosquitto(work, work / "ca" / "ca.crt", work / "ca" / "server.crt",
+                                               work / "ca" / "server.key", passwd)
     yield Broker(port, process, work, passwd)
     process.terminate()
     process.wait(timeout=10)
