@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response
+from sqlalchemy import func, select
 
+from server.store import alerts, devices, notifications, reports
 from server.web.auth import api_login_required, services
 
 bp = Blueprint("ops", __name__)
@@ -25,32 +27,58 @@ def healthz() -> Any:
 @bp.route("/metrics")
 @api_login_required
 def metrics() -> Response:
+    """Prometheus text format: ingest counters of this process, and what the database says now."""
     svc = services()
     counts = svc.counters.snapshot()
-    lines = [
-        "# HELP venuewatch_ingest_received_total MQTT messages received by ingest",
-        "# TYPE venuewatch_ingest_received_total counter",
-        f"venuewatch_ingest_received_total {counts.get('received', 0)}",
-        "# HELP venuewatch_ingest_stored_total messages stored",
-        "# TYPE venuewatch_ingest_stored_total counter",
-        f"venuewatch_ingest_stored_total {counts.get('stored', 0)}",
-        "# HELP venuewatch_ingest_duplicates_total messages already stored (event id seen before, status unchanged)",
-        "# TYPE venuewatch_ingest_duplicates_total counter",
-        f"venuewatch_ingest_duplicates_total {counts.get('duplicate', 0)}",
-        "# HELP venuewatch_ingest_ignored_total messages not stored: our own acks and commands seen on the root, "
-        "snapshots, and replayed retained online statuses",
-        "# TYPE venuewatch_ingest_ignored_total counter",
-        f"venuewatch_ingest_ignored_total {counts.get('ignored', 0)}",
-        "# HELP venuewatch_ingest_store_retries_total handling attempts that found the database unavailable",
-        "# TYPE venuewatch_ingest_store_retries_total counter",
-        f"venuewatch_ingest_store_retries_total {counts.get('retry', 0)}",
-        "# HELP venuewatch_ingest_rejected_total messages rejected, by reason",
-        "# TYPE venuewatch_ingest_rejected_total counter",
-    ]
-    lines += [f'venuewatch_ingest_rejected_total{{reason="{r}"}} {n}' for r, n in svc.counters.rejected().items()]
-    lines += [
-        "# HELP venuewatch_stream_clients live console connections",
-        "# TYPE venuewatch_stream_clients gauge",
-        f"venuewatch_stream_clients {svc.hub.subscribers}",
-    ]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    out: list[str] = []
+    _family(out, "venuewatch_ingest_received_total", "counter", "MQTT messages received by ingest",
+            [("", counts.get("received", 0))])
+    _family(out, "venuewatch_ingest_stored_total", "counter", "messages stored", [("", counts.get("stored", 0))])
+    _family(out, "venuewatch_ingest_duplicates_total", "counter",
+            "messages already stored (event id seen before, status unchanged)", [("", counts.get("duplicate", 0))])
+    _family(out, "venuewatch_ingest_ignored_total", "counter", "messages not stored: our own acks and commands "
+            "seen on the root, snapshots, and replayed retained online statuses", [("", counts.get("ignored", 0))])
+    _family(out, "venuewatch_ingest_store_retries_total", "counter",
+            "handling attempts that found the database unavailable", [("", counts.get("retry", 0))])
+    _family(out, "venuewatch_ingest_rejected_total", "counter", "messages rejected, by reason",
+            [(_labels(reason=r), n) for r, n in svc.counters.rejected().items()])
+    _family(out, "venuewatch_stream_clients", "gauge", "live console connections", [("", svc.hub.subscribers)])
+    with svc.engine.connect() as conn:
+        _family(out, "venuewatch_alerts", "gauge", "alerts not yet resolved, by rule, severity and status",
+                [(_labels(rule=r.rule, severity=r.severity, status=r.status), r.n) for r in conn.execute(
+                    select(alerts.c.rule, alerts.c.severity, alerts.c.status, func.count().label("n"))
+                    .where(alerts.c.status != "resolved").group_by(alerts.c.rule, alerts.c.severity,
+                                                                   alerts.c.status))])
+        _family(out, "venuewatch_devices", "gauge", "devices by status (online, offline, unknown)",
+                [(_labels(status=r.status), r.n) for r in conn.execute(
+                    select(devices.c.status, func.count().label("n")).group_by(devices.c.status))])
+        backlog = [(_labels(device=r.id), (r.metrics or {}).get("journal_backlog"))
+                   for r in conn.execute(select(devices.c.id, devices.c.metrics).where(devices.c.metrics.is_not(None)))]
+        _family(out, "venuewatch_device_journal_backlog", "gauge", "messages waiting in a Pi's journal, from its "
+                "latest heartbeat", [(labels, n) for labels, n in backlog if isinstance(n, int | float)])
+        _family(out, "venuewatch_notifications", "gauge", "notification outbox rows by status (pending, sent)",
+                [(_labels(status=r.status), r.n) for r in conn.execute(
+                    select(notifications.c.status, func.count().label("n")).group_by(notifications.c.status))])
+        failing = conn.execute(select(func.count()).where(
+            (notifications.c.status == "pending") & (notifications.c.attempts > 0))).scalar() or 0
+        _family(out, "venuewatch_notifications_retrying", "gauge", "pending notifications whose sends failed so "
+                "far (they are retried with backoff)", [("", failing)])
+        last = conn.execute(select(func.max(reports.c.built_at))).scalar()
+        _family(out, "venuewatch_report_last_built_timestamp_seconds", "gauge",
+                "when the newest nightly report was built (Unix time; 0: never)",
+                [("", last.timestamp() if last else 0)])
+    return Response("\n".join(out) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+def _labels(**values: str) -> str:
+    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in values.items())
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _family(out: list[str], name: str, kind: str, text: str, samples: list[tuple[str, float]]) -> None:
+    out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+    out += [f"{name}{labels} {value}" for labels, value in samples]

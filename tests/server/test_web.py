@@ -245,3 +245,24 @@ def test_every_route_but_login_health_and_static_needs_a_login(offline_server, c
             assert response.status_code in (302, 401, 403), f"{method} {rule.rule} answered {response.status_code}"
             if response.status_code == 302:
                 assert "/login" in response.headers["Location"]
+
+
+def test_metrics_parse_as_prometheus_text_and_count_what_the_store_holds(offline_server, client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    offline_server.ingest.handle("vw/pi-a/event", b"{broken")
+    raise_alert(offline_server)  # an after-hours opening at venue-a: one open critical alert
+    telemetry = {"v": 1, "ts": datetime.now(UTC).isoformat(), "seq": 7, "journal": "j1", "floor": 6,
+                 "metrics": {"journal_backlog": 321}}
+    offline_server.ingest.handle("vw/pi-b/telemetry", json.dumps(telemetry).encode())
+    text = client.get("/metrics", headers=bearer(offline_server)).get_data(as_text=True)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("venuewatch_ingest_rejected_total", (("reason", "bad_json"),))] == 1
+    assert samples[("venuewatch_alerts", (("rule", "door_after_hours"), ("severity", "critical"),
+                                          ("status", "open")))] == 1
+    assert samples[("venuewatch_device_journal_backlog", (("device", "pi-b"),))] == 321
+    assert samples[("venuewatch_devices", (("status", "online"),))] == 2  # pi-a and pi-b spoke
+    assert samples[("venuewatch_devices", (("status", "unknown"),))] == 1
+    assert families["venuewatch_ingest_received"].type == "counter"  # the parser strips _total
+    assert samples[("venuewatch_report_last_built_timestamp_seconds", ())] == 0
