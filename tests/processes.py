@@ -100,7 +100,12 @@ def journal_rows(data_dir: Path, kind: str | None = None) -> list[tuple[int, str
     if not path.exists():
         return []
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
-        rows = conn.execute("SELECT seq, kind, payload FROM entries ORDER BY seq").fetchall()
+        try:
+            rows = conn.execute("SELECT seq, kind, payload FROM entries ORDER BY seq").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return []  # the agent has just created the file and is creating its tables: nothing journaled yet
     return [r for r in rows if kind is None or r[1] == kind]
 
 
