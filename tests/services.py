@@ -43,7 +43,7 @@ class Mosquitto:
         self.process.wait(timeout=10)
 
 
-def start_mosquitto(workdir: Path, extra_config: str = "persistence false\n") -> Mosquitto:
+def start_mosquitto(workdir: Path, extra_config: str = "persistence false\n", nodelay: bool = True) -> Mosquitto:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(binary):
         raise RuntimeError("mosquitto is not installed: apt-get install -y mosquitto (.ci/run does)")
@@ -58,7 +58,7 @@ def start_mosquitto(workdir: Path, extra_config: str = "persistence false\n") ->
         "allow_anonymous true\n"
         "max_inflight_messages 100\n"
         "max_queued_messages 100000\n"
-        "set_tcp_nodelay true\n"  # as deploy/mosquitto: no Nagle delay on alerts
+        f"set_tcp_nodelay {'true' if nodelay else 'false'}\n"  # as deploy/mosquitto: no Nagle delay on alerts
         f"log_dest file {workdir / 'mosquitto.log'}\n" + extra_config
     )
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
