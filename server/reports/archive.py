@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, and_, delete, func, insert, select
 
 from server.calendar import NationalCalendar
+from server.ingest import write_durably
 from server.inventory import Inventory
 from server.reports import render
 from server.reports.collect import collect_day, day_bounds
@@ -260,10 +261,7 @@ def print_report(figures: dict[str, Any], lang: str, tz_name: str, files: dict[s
     Top level and self-contained: it runs in worker processes.
     """
     text = render.html(figures, lang, ZoneInfo(tz_name), files.get, render.PRINT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(render.pdf(text))
-    tmp.replace(path)
+    write_durably(path, render.pdf(text))
     return path
 
 
