@@ -14,8 +14,9 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpiozero.pins import Factory
 
@@ -29,6 +30,11 @@ from edge.health import health_metrics
 from edge.journal import HIGH, LOW, NORMAL, Journal
 from edge.uplink import Uplink
 from protocol import Command, Event, SensorState, Telemetry, encode
+
+if TYPE_CHECKING:
+    from edge.camera.sources import FrameSource
+    from edge.camera.watcher import CameraWatcher
+    from edge.config import CameraSettings
 
 log = logging.getLogger("venuewatch.edge.agent")
 
@@ -44,6 +50,7 @@ class Agent:
         config: DeviceConfig,
         pin_factory: Factory | None = None,
         clock: Clock | None = None,
+        camera_sources: Callable[[CameraSettings], FrameSource] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -67,6 +74,7 @@ class Agent:
         self.forwarder = Forwarder(self.journal, self.uplink.publish_entry, self.uplink.connected,
                                    window=config.journal.window, resend_after_s=config.journal.resend_after_s)
         self.uplink.set_ack_handler(self.forwarder.acked)
+        self.cameras: dict[str, CameraWatcher] = self._cameras(data_dir, camera_sources) if config.cameras else {}
         self.doors: dict[str, DoorSensor] = {}
         try:
             for door in config.doors:
@@ -79,6 +87,23 @@ class Agent:
         doors = ", ".join(f"{d}={s.state}" for d, s in self.doors.items())
         return f"<Agent {self.config.device} connected={self.uplink.connected.is_set()} {doors}>"
 
+    def _cameras(self, data_dir: Path, sources: Callable[[CameraSettings], FrameSource] | None
+                 ) -> dict[str, CameraWatcher]:
+        # OpenCV and numpy load only on a Pi that has cameras: a door-only Pi Zero keeps its memory.
+        from edge.camera.sources import open_source
+        from edge.camera.watcher import CameraWatcher
+
+        memory = DoorMemory(data_dir / "cameras.json", states=("online", "offline"))
+        return {c.id: CameraWatcher(c, self.clock, self._camera_event, self.journal_snapshot, self.armed, memory,
+                                    source_factory=sources or open_source) for c in self.config.cameras}
+
+    def _camera_event(self, kind: str, sensor: str, state: str, data: dict[str, Any]) -> str:
+        return self.journal_event(kind, sensor, state, data).id
+
+    def armed(self) -> bool:
+        """The venue is closed and watched (as last told by the server)."""
+        return bool(self.arming and self.arming.get("armed"))
+
     def start(self) -> None:
         self.forwarder.start()
         self._emitter = threading.Thread(target=self._emit_loop, name="emitter", daemon=True)
@@ -88,15 +113,20 @@ class Agent:
             # door memory in order with whatever the pin reports next.
             door.start(on_start=lambda door_id, state: self._changes.put((door_id, state, START)))
         self.uplink.start()
+        for camera in self.cameras.values():
+            camera.start()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat.start()
-        log.info("event=agent_started device=%s doors=%s", self.config.device, ",".join(self.doors))
+        log.info("event=agent_started device=%s doors=%s cameras=%s", self.config.device, ",".join(self.doors),
+                 ",".join(self.cameras))
 
     def stop(self) -> None:
         self._stop.set()
         if self._heartbeat:
             self._heartbeat.join(timeout=5)
         self.close_sensors()
+        for camera in self.cameras.values():
+            camera.stop()
         if self._emitter:
             self._changes.put(None)  # after the changes already queued: they are journaled
             self._emitter.join(timeout=10)
@@ -165,6 +195,9 @@ class Agent:
         event = self.journal_event("door", door_id, state, data)  # journal and memory writes never raise
         self._memory.remember(door_id, state)
         self.uplink.publish_state(door_id, self._sensor_state(state, event.seq))
+        if state == "open":
+            for camera in self.cameras.values():  # what the cameras saw just before and after the door opened
+                camera.request_snapshot(event.id)
         log.info("event=door device=%s sensor=%s state=%s seq=%d id=%s",
                  self.config.device, door_id, state, event.seq, event.id)
         return event
@@ -182,6 +215,9 @@ class Agent:
     def _command(self, command: Command) -> None:
         """From the server over `cmd`. The broker keeps the arming command retained and delivers it again at
         every reconnect: only a change is recorded (and confirmed with a `system/arming` event)."""
+        if command.cmd == "snapshot":
+            self._snapshot_command(command)
+            return
         if command.cmd not in ("arm", "disarm"):
             log.info("event=command_not_supported device=%s cmd=%s", self.config.device, command.cmd)
             return
@@ -194,6 +230,14 @@ class Agent:
         log.info("event=arming device=%s armed=%s until=%s", self.config.device, state["armed"], state["until"])
         self.journal_event("system", "arming", "armed" if state["armed"] else "disarmed",
                            {"until": state["until"], "source": state["source"]})
+
+    def _snapshot_command(self, command: Command) -> None:
+        """A picture asked for from the console: a `camera/snapshot` event carries it (snapshots need an event)."""
+        wanted = command.args.get("camera")
+        for camera in self.cameras.values():
+            if wanted in (None, camera.id):
+                event = self.journal_event("camera", camera.id, "snapshot", {"requested": True})
+                camera.request_snapshot(event.id)
 
     def journal_event(self, kind: str, sensor: str, state: str, data: dict | None = None) -> Event:
         """Build an event, journal it (durably, before anything is sent) and wake the forwarder."""
@@ -235,6 +279,8 @@ class Agent:
         metrics = health_metrics(Path(self.config.data_dir))
         for door_id, door in self.doors.items():
             metrics[f"door_open.{door_id}"] = 1.0 if door.state == "open" else 0.0
+        for camera in self.cameras.values():
+            metrics.update(camera.metrics())
         metrics["storage_errors"] = float(self.storage_errors)
         rows, size = self.journal.backlog()
         metrics["journal_backlog"] = float(rows)

@@ -19,8 +19,18 @@ if TYPE_CHECKING:
     from edge.config import DeviceConfig
 
 
+CAMERA_TOOLS = ("camera-replay", "camera-eval")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="venuewatch-agent", description="venuewatch edge agent")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in CAMERA_TOOLS:
+        from edge.camera.tools import main as camera_tool
+
+        return camera_tool(argv)
+    parser = argparse.ArgumentParser(prog="venuewatch-agent", description="venuewatch edge agent",
+                                     epilog="camera tools: venuewatch-agent camera-replay --help, "
+                                            "venuewatch-agent camera-eval --help")
     parser.add_argument("--config", required=True, help="device YAML (firmware_config/devices/<id>.yaml)")
     parser.add_argument("--simulate", metavar="SCENARIO", help="play a scenario on simulated (mock) pins")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -120,6 +120,65 @@ class DoorSettings(_Strict):
         return value
 
 
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+Polygon = Annotated[list[Point], Field(min_length=3, max_length=64)]
+TIME_WINDOW = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$"
+
+
+class SnapshotSettings(_Strict):
+    before_s: float = Field(1.0, ge=0, le=10, description="the 'before' picture is this long before the event")
+    after_s: float = Field(1.0, ge=0, le=10, description="the 'after' picture is this long after the event")
+    max_kb: int = Field(120, ge=10, le=190, description="each JPEG is shrunk (quality, then size) below this for 4G")
+    width: int = Field(640, ge=160, le=1920, description="pictures wider than this are scaled down first")
+
+
+class CameraSettings(_Strict):
+    id: SensorName = Field(description="camera id, e.g. hall; unique within the device")
+    source: str = Field(description="/dev/video0 (USB camera), rtsp://host/stream (IP camera; put the password in "
+                        "source_password_file), a video file, or a folder of JPEG/PNG frames")
+    source_password_file: Path | None = Field(None, description="file holding the RTSP password; it is inserted "
+                                              "into the URL at connect time and never logged")
+    fps: float = Field(5, gt=0, le=30, description="frames analysed per second (the stream may run faster)")
+    analyse_width: int = Field(160, ge=80, le=640, description="frames are shrunk to this width (grey) to analyse")
+    sensitivity: Literal["low", "medium", "high"] = Field("medium", description="how small a change is motion")
+    min_area: float = Field(0.002, gt=0, lt=1, description="share of the watched picture that must move to count "
+                            "as motion (0.002 = 0.2 %)")
+    masks: list[Polygon] = Field(default_factory=list, description="polygons never analysed (a window onto the "
+                                 "street, a clock, a TV); points are [x, y] fractions of the picture, 0..1")
+    zones: dict[SensorName, Polygon] = Field(default_factory=dict, description="named polygons; motion events say "
+                                             "which zone moved most (default: one zone 'all')")
+    motion_end_s: float = Field(3, ge=0.5, le=600, description="motion ends after this long without any")
+    schedule: list[Annotated[str, StringConstraints(pattern=TIME_WINDOW)]] = Field(
+        default_factory=list, description="local times motion is reported, e.g. ['18:00-24:00', '00:00-08:00'] "
+        "(empty: always); tamper is watched at all hours")
+    tamper: bool = Field(True, description="watch for covered, defocused, moved and frozen pictures")
+    tamper_confirm_s: float = Field(1.2, ge=0.2, le=60, description="a tamper condition must last this long")
+    tamper_clear_s: float = Field(2.0, ge=0.2, le=600, description="…and be gone this long to clear")
+    offline_after_s: float = Field(5, ge=1, le=600, description="no frame for this long: the camera is offline")
+    snapshot: SnapshotSettings = Field(default_factory=lambda: SnapshotSettings(),
+                                       description="pictures sent with door, motion and tamper events")
+
+    @field_validator("masks", "zones")
+    @classmethod
+    def _fractions(cls, value: object) -> object:
+        polygons = value.values() if isinstance(value, dict) else value
+        for polygon in polygons:  # type: ignore[union-attr]
+            for x, y in polygon:
+                if not (0 <= x <= 1 and 0 <= y <= 1):
+                    raise ValueError(f"point [{x}, {y}] is outside the picture: give x and y as fractions 0..1 "
+                                     "(0.5 is the middle)")
+        return value
+
+    @property
+    def redacted_source(self) -> str:
+        """The source as it may appear in logs: a password in an RTSP URL is replaced by ***."""
+        parts = urlsplit(self.source)
+        if parts.password is None:
+            return self.source
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+
+
 class JournalSettings(_Strict):
     max_mb: float = Field(256, ge=0.01, le=64 * 1024, description="journal size bound; beyond it the oldest heartbeats "
                           "go first, door and tamper events last, and the loss is reported")
@@ -141,6 +200,7 @@ class DeviceConfig(_Strict):
     doors: list[DoorSettings] = Field(default_factory=list, description="door contacts")
     journal: JournalSettings = Field(default_factory=lambda: JournalSettings(),
                                      description="the durable outbox on the SD card")
+    cameras: list[CameraSettings] = Field(default_factory=list, description="cameras watched by this Pi")
 
     @field_validator("device", mode="before")
     @classmethod
@@ -171,6 +231,10 @@ class DeviceConfig(_Strict):
                 )
             seen_ids.add(door.id)
             seen_pins[door.pin] = door.id
+        for i, camera in enumerate(self.cameras):
+            if camera.id in seen_ids:
+                raise ValueError(f"cameras[{i}].id: {camera.id!r} is already a door or camera id on this device")
+            seen_ids.add(camera.id)
         return self
 
 
@@ -187,7 +251,21 @@ def load_device_config(path: str | Path) -> DeviceConfig:
 def resolve_paths(config: DeviceConfig, base: Path) -> DeviceConfig:
     """Relative paths in a device file are relative to the file, as in the server's file."""
     data_dir = config.data_dir if config.data_dir.is_absolute() else base / config.data_dir
-    return config.model_copy(update={"data_dir": data_dir, "broker": config.broker.relative_to(base)})
+    cameras = [c.model_copy(update={"source_password_file": _under(base, c.source_password_file),
+                                    "source": _source_under(base, c.source)}) for c in config.cameras]
+    return config.model_copy(update={"data_dir": data_dir, "broker": config.broker.relative_to(base),
+                                     "cameras": cameras})
+
+
+def _under(base: Path, path: Path | None) -> Path | None:
+    return path if path is None or path.is_absolute() else base / path
+
+
+def _source_under(base: Path, source: str) -> str:
+    """A relative file or folder source is relative to the config file; URLs and /dev paths stay."""
+    if "://" in source or source.isdigit() or Path(source).is_absolute():
+        return source
+    return str(base / source)
 
 
 if __name__ == "__main__" and "--schema" in sys.argv:

@@ -16,8 +16,9 @@ log = logging.getLogger("venuewatch.edge.doormemory")
 
 
 class DoorMemory:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, states: tuple[str, ...] = ("open", "closed")) -> None:
         self._path = path
+        self._allowed = states
         self._lock = threading.Lock()
         self._states = self._load()
         self.write_errors = 0
@@ -30,7 +31,7 @@ class DoorMemory:
         except (OSError, ValueError):
             # A torn write on a worn SD card: start fresh rather than refuse to run; we lose one comparison.
             return {}
-        return {k: v for k, v in data.items() if isinstance(k, str) and v in ("open", "closed")}
+        return {k: v for k, v in data.items() if isinstance(k, str) and v in self._allowed}
 
     def last(self, door: str) -> str | None:
         return self._states.get(door)

@@ -1,0 +1,197 @@
+"""One thread per camera: read frames, analyse them at the configured rate, turn signals into events.
+
+The thread owns the source. A live source that fails is closed and reopened with backoff (1 s doubling to
+30 s); after `offline_after_s` without a frame the camera is reported `offline` once, and `online` again with
+the next frame. The last reported state is kept on disk, so a camera that went dark before a power cut is
+reported back online after it, and the server's 视频丢失 alert resolves.
+
+Snapshots are asked for from other threads (a door opened) and served here, where the frames are: the
+"before" picture from the ring of recent frames at once, the "after" picture when its time comes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edge.camera.analyser import CameraAnalyser, CameraSignal
+from edge.camera.snapshots import FrameRing, encode_jpeg
+from edge.camera.sources import FrameSource, SourceError, open_source
+from edge.clock import Clock
+from edge.config import CameraSettings
+from edge.doormemory import DoorMemory
+
+log = logging.getLogger("venuewatch.edge.camera")
+
+MAX_BACKOFF_S = 30.0
+Emit = Callable[[str, str, str, dict[str, Any]], str]  # (kind, sensor, state, data) → event id
+
+
+class CameraWatcher:
+    def __init__(self, settings: CameraSettings, clock: Clock, emit: Emit,
+                 send_snapshot: Callable[[str, bytes], None], armed: Callable[[], bool], memory: DoorMemory,
+                 source_factory: Callable[[CameraSettings], FrameSource] = open_source,
+                 loop_recordings: bool = True) -> None:
+        self.settings = settings
+        self.analyser = CameraAnalyser(settings)
+        self._clock = clock
+        self._emit = emit
+        self._send_snapshot = send_snapshot
+        self._armed = armed
+        self._memory = memory
+        self._source_factory = source_factory
+        self._loop = loop_recordings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._pending_after: list[tuple[float, str]] = []
+        self.ring = FrameRing(settings.snapshot.before_s + 0.5, every_s=0.25)
+        self.online: bool | None = None  # None until the first frame or the first offline verdict
+        self.frames_read = 0
+        self.frames_analysed = 0
+        self.analyse_seconds = 0.0
+        self.snapshots_sent = 0
+
+    @property
+    def id(self) -> str:
+        return self.settings.id
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def request_snapshot(self, event_id: str) -> None:
+        """Ask for before/after pictures for an event (any thread; never blocks)."""
+        self._requests.put(event_id)
+
+    def metrics(self) -> dict[str, float]:
+        analysed = max(1, self.frames_analysed)
+        return {f"motion.{self.id}": round(self.analyser.take_level(), 4),
+                f"camera_online.{self.id}": 1.0 if self.online else 0.0,
+                f"camera_frames.{self.id}": float(self.frames_analysed),
+                f"camera_ms.{self.id}": round(1000 * self.analyse_seconds / analysed, 3)}
+
+    # --- the thread ------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        source: FrameSource | None = None
+        backoff = 1.0
+        last_frame_at = self._clock.mono()
+        next_due = 0.0
+        while not self._stop.is_set():
+            now = self._clock.mono()
+            if source is None:
+                try:
+                    source = self._source_factory(self.settings)
+                    source.open()
+                    backoff = 1.0
+                    log.info("event=camera_opened camera=%s source=%s", self.id, self.settings.redacted_source)
+                except SourceError as exc:
+                    source = None
+                    log.warning("event=camera_open_failed camera=%s error=%s retry_s=%.0f", self.id, exc, backoff)
+                    self._offline_check(now, last_frame_at)
+                    self._stop.wait(backoff)
+                    backoff = min(MAX_BACKOFF_S, backoff * 2)
+                    continue
+            frame = source.read()
+            now = self._clock.mono()
+            if frame is None:
+                source.close()
+                if not source.live and not self._loop:
+                    return
+                if source.live:
+                    log.warning("event=camera_stream_lost camera=%s", self.id)
+                    source = None
+                    self._offline_check(now, last_frame_at)
+                    self._stop.wait(min(backoff, 1.0))
+                else:
+                    source.open()  # a recording loops (demo, simulation)
+                continue
+            last_frame_at = now
+            self.frames_read += 1
+            if self.online is not True:
+                self._set_online(True)
+            if now >= next_due:
+                next_due = max(next_due + 1 / self.settings.fps, now)
+                self._analyse(frame, now)
+            self._serve_snapshots(frame, now)
+            if not source.live:
+                self._stop.wait(1 / source.fps)  # a recording plays at its own pace
+        if source is not None:
+            source.close()
+
+    def _analyse(self, frame: np.ndarray, now: float) -> None:
+        started = time.perf_counter()
+        signals = self.analyser.analyse(frame, now, self._clock.now().time())
+        self.analyse_seconds += time.perf_counter() - started
+        self.frames_analysed += 1
+        self.ring.add(now, frame)
+        for signal in signals:
+            self._signal(signal)
+
+    def _signal(self, signal: CameraSignal) -> None:
+        try:
+            event_id = self._emit(signal.kind, self.id, signal.state, signal.data)
+        except Exception:  # the camera thread must outlive a failing journal
+            log.exception("event=camera_emit_failed camera=%s kind=%s state=%s", self.id, signal.kind, signal.state)
+            return
+        log.info("event=%s camera=%s state=%s data=%s", signal.kind, self.id, signal.state, signal.data)
+        wants_picture = (signal.kind == "tamper" and signal.state != "clear") or (
+            signal.kind == "motion" and signal.state == "start" and self._armed())
+        if wants_picture:
+            self.request_snapshot(event_id)
+
+    def _serve_snapshots(self, frame: np.ndarray, now: float) -> None:
+        while True:
+            try:
+                event_id = self._requests.get_nowait()
+            except queue.Empty:
+                break
+            before = self.ring.before(now, self.settings.snapshot.before_s)
+            self._send(event_id, before if before is not None else frame)
+            self._pending_after.append((now + self.settings.snapshot.after_s, event_id))
+        due = [item for item in self._pending_after if item[0] <= now]
+        for item in due:
+            self._pending_after.remove(item)
+            self._send(item[1], frame)
+
+    def _send(self, event_id: str, frame: np.ndarray) -> None:
+        snapshot = self.settings.snapshot
+        try:
+            jpeg = encode_jpeg(frame, snapshot.max_kb * 1024, snapshot.width)
+            self._send_snapshot(event_id, jpeg)
+            self.snapshots_sent += 1
+        except Exception:  # a picture is a nice-to-have next to the event, which is already journaled
+            log.exception("event=snapshot_failed camera=%s event_id=%s", self.id, event_id)
+
+    def _offline_check(self, now: float, last_frame_at: float) -> None:
+        if self.online is not False and now - last_frame_at >= self.settings.offline_after_s:
+            self._set_online(False)
+
+    def _set_online(self, online: bool) -> None:
+        was = self.online
+        self.online = online
+        state = "online" if online else "offline"
+        reported = self._memory.last(self.id)
+        if reported == state or (online and was is None and reported is None):
+            if reported is None:
+                self._memory.remember(self.id, state)
+            return  # nothing new to tell: first frame after a start, or the same state as reported
+        try:
+            self._emit("camera", self.id, state, {})
+        except Exception:
+            log.exception("event=camera_emit_failed camera=%s state=%s", self.id, state)
+            return
+        self._memory.remember(self.id, state)
+        log.warning("event=camera_%s camera=%s", state, self.id)
