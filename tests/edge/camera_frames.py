@@ -6,14 +6,14 @@ pipeline in place of the camera's picture. Seeds are fixed so a failure can be r
 
 from __future__ import annotations
 
-import os
 from functools import cache
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-CDNET = Path(os.environ.get("VW_CDNET", Path(__file__).resolve().parents[3] / "shared/data/cdnet-highway"))
+from tests.helpers import CDNET_CANDIDATES
+
+CDNET = next((p for p in CDNET_CANDIDATES if (p / "input").is_dir()), CDNET_CANDIDATES[-1])
 
 
 @cache

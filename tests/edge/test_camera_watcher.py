@@ -1,0 +1,172 @@
+"""The camera thread in the agent: snapshots for door openings, offline/online, and what survives a restart."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from edge.agent import Agent
+from edge.camera.watcher import CameraWatcher
+from edge.clock import SystemClock
+from edge.config import CameraSettings, load_device_config
+from edge.doormemory import DoorMemory
+from protocol import Command
+from tests.conftest import device_yaml
+from tests.edge import camera_frames as cf
+from tests.helpers import wait_for, write_yaml
+from tests.processes import journal_events, journal_rows
+from tests.services import free_port
+
+
+def frame_folder(path: Path, frames) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for n, frame in enumerate(frames, start=1):
+        cv2.imwrite(str(path / f"f{n:04d}.jpg"), frame)
+    return path
+
+
+@pytest.fixture
+def camera_agent(tmp_path):
+    """An agent with one door and one camera on real frames; no broker, so everything stays in its journal."""
+    folder = frame_folder(tmp_path / "clip", cf.highway(400, 460))
+    config = device_yaml(tmp_path, "sim-cam", f"mqtt://127.0.0.1:{free_port()}")
+    data = __import__("yaml").safe_load(config.read_text())
+    data["cameras"] = [{"id": "hall", "source": str(folder), "fps": 10, "snapshot": {"before_s": 0.5, "after_s": 0.5}}]
+    write_yaml(config, data)
+    agent = Agent(load_device_config(config), pin_factory=MockFactory())
+    agent.doors["front"].pin.drive_low()
+    agent.start()
+    yield agent
+    agent.stop()
+
+
+def snapshots_for(agent: Agent, event_id: str) -> list[bytes]:
+    return [payload for _, kind, payload in journal_rows(agent.config.data_dir) if kind == f"snapshot:{event_id}"]
+
+
+def test_a_door_opening_journals_a_picture_from_before_and_after(camera_agent):
+    agent = camera_agent
+    wait_for(lambda: agent.cameras["hall"].frames_analysed >= 10, timeout=10, what="the camera running")
+    agent.doors["front"].pin.drive_high()  # nc contact: high = open
+    opened = wait_for(lambda: [e for e in journal_events(agent.config.data_dir)
+                               if e["kind"] == "door" and e["state"] == "open"], timeout=5, what="door event")
+    pictures = wait_for(lambda: len(s := snapshots_for(agent, opened[0]["id"])) == 2 and s, timeout=5,
+                        what="before and after pictures")
+    for jpeg in pictures:
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (240, 320, 3)  # the camera's own picture, not a thumbnail of the analysis
+    assert pictures[0] != pictures[1]  # traffic moved in between
+    metrics = agent.telemetry().metrics
+    assert metrics["camera_online.hall"] == 1.0 and metrics["camera_frames.hall"] >= 10
+    assert "motion.hall" in metrics and metrics["camera_ms.hall"] > 0
+
+
+def test_a_snapshot_asked_for_by_the_server_comes_with_its_own_event(camera_agent):
+    agent = camera_agent
+    wait_for(lambda: agent.cameras["hall"].frames_analysed >= 5, timeout=10)
+    agent._command(Command(cmd="snapshot", args={"camera": "hall"}))
+    event = wait_for(lambda: [e for e in journal_events(agent.config.data_dir) if e["state"] == "snapshot"],
+                     timeout=5)[0]
+    assert (event["kind"], event["sensor"]) == ("camera", "hall")
+    wait_for(lambda: len(snapshots_for(agent, event["id"])) == 2, timeout=5)
+
+
+class Sink:
+    """Collects what a watcher emits (the agent's journal_event / journal_snapshot in production)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, dict]] = []
+        self.snapshots: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+
+    def emit(self, kind: str, sensor: str, state: str, data: dict) -> str:
+        with self._lock:
+            self.events.append((kind, sensor, state, data))
+            return f"ev{len(self.events)}"
+
+    def snapshot(self, event_id: str, jpeg: bytes) -> None:
+        self.snapshots.append((event_id, jpeg))
+
+    def states(self, kind: str) -> list[str]:
+        with self._lock:
+            return [state for k, _, state, _ in self.events if k == kind]
+
+
+def watcher(settings: CameraSettings, sink: Sink, memory: DoorMemory, armed: bool = False) -> CameraWatcher:
+    return CameraWatcher(settings, SystemClock(), sink.emit, sink.snapshot, lambda: armed, memory)
+
+
+def test_an_unplugged_camera_goes_offline_and_comes_back_online(tmp_path):
+    folder = frame_folder(tmp_path / "cam", cf.highway(400, 430))
+    settings = CameraSettings(id="hall", source=str(folder), fps=10, offline_after_s=1)
+    sink, memory = Sink(), DoorMemory(tmp_path / "cameras.json", states=("online", "offline"))
+    cam = watcher(settings, sink, memory)
+    cam.start()
+    try:
+        wait_for(lambda: cam.frames_read > 5, timeout=5)
+        assert sink.states("camera") == []  # the first frame after a start is not news
+        moved = tmp_path / "unplugged"
+        folder.rename(moved)
+        wait_for(lambda: sink.states("camera") == ["offline"], timeout=6, what="offline")
+        assert cam.metrics()["camera_online.hall"] == 0.0
+        moved.rename(folder)
+        wait_for(lambda: sink.states("camera") == ["offline", "online"], timeout=8, what="online again")
+    finally:
+        cam.stop()
+
+
+def test_a_camera_that_was_offline_before_a_restart_is_reported_back_online(tmp_path):
+    memory_file = tmp_path / "cameras.json"
+    DoorMemory(memory_file, states=("online", "offline")).remember("hall", "offline")
+    folder = frame_folder(tmp_path / "cam", cf.highway(400, 420))
+    sink = Sink()
+    cam = watcher(CameraSettings(id="hall", source=str(folder), fps=10), sink,
+                  DoorMemory(memory_file, states=("online", "offline")))
+    cam.start()
+    try:
+        wait_for(lambda: sink.states("camera") == ["online"], timeout=5, what="online after restart")
+    finally:
+        cam.stop()
+
+
+def test_a_covered_lens_is_a_tamper_event_with_pictures(tmp_path):
+    frames = cf.highway(1, 300)
+    folder = frame_folder(tmp_path / "cam", [*frames[:40], *(cf.cover_grey(f) for f in frames[40:100])])
+    sink = Sink()
+    cam = watcher(CameraSettings(id="hall", source=str(folder), fps=10, snapshot={"before_s": 0.5, "after_s": 0.5}),
+                  sink, DoorMemory(tmp_path / "cameras.json", states=("online", "offline")))
+    # Played at 10 frames a second: the reference is learned in 2 s, the lens covered at 4 s.
+    cam._loop = False
+    cam.start()
+    try:
+        wait_for(lambda: "covered" in sink.states("tamper"), timeout=40, what="covered")
+        event_id = f"ev{[s for k, _, s, _ in sink.events].index('covered') + 1}"
+        wait_for(lambda: [e for e, _ in sink.snapshots].count(event_id) == 2, timeout=5, what="two pictures")
+    finally:
+        cam.stop()
+
+
+def test_the_camera_thread_outlives_a_failing_journal(tmp_path):
+    folder = frame_folder(tmp_path / "cam", cf.highway(1, 100))
+    calls: list[str] = []
+
+    def broken(kind: str, sensor: str, state: str, data: dict) -> str:
+        calls.append(state)
+        raise OSError(28, "No space left on device")
+
+    cam = CameraWatcher(CameraSettings(id="hall", source=str(folder), fps=10), SystemClock(), broken,
+                        lambda *_: None, lambda: True, DoorMemory(tmp_path / "c.json", states=("online", "offline")))
+    cam.start()
+    try:
+        wait_for(lambda: "start" in calls, timeout=10, what="a motion event attempted")
+        read = cam.frames_read
+        wait_for(lambda: cam.frames_read > read + 5, timeout=5, what="frames still read")
+    finally:
+        cam.stop()
+    shutil.rmtree(folder)
