@@ -98,6 +98,8 @@ class FolderSource:
         while self._next < len(self._files):
             path = self._files[self._next]
             self._next += 1
+            if not path.is_file():
+                return None  # the folder went away (an unplugged drive): as a stream that stopped
             frame = cv2.imread(str(path))
             if frame is not None:  # an unreadable file is skipped, as a camera drops a frame
                 return frame

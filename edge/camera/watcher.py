@@ -112,11 +112,9 @@ class CameraWatcher:
                     return
                 if source.live:
                     log.warning("event=camera_stream_lost camera=%s", self.id)
-                    source = None
                     self._offline_check(now, last_frame_at)
                     self._stop.wait(min(backoff, 1.0))
-                else:
-                    source.open()  # a recording loops (demo, simulation)
+                source = None  # reopened above: a live source with backoff, a recording from its start
                 continue
             last_frame_at = now
             self.frames_read += 1
