@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,7 +36,8 @@ from tests.edge.camera_frames import CDNET  # noqa: E402
 DECODE_ONLY = """
 import sys, time, cv2
 cv2.setNumThreads(1)
-capture, period, end = cv2.VideoCapture(sys.argv[1]), 1 / float(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+capture = cv2.VideoCapture(sys.argv[1], cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])  # as the agent decodes
+period, end = 1 / float(sys.argv[2]), time.monotonic() + float(sys.argv[3])
 due = time.monotonic()
 while time.monotonic() < end:
     ok, frame = capture.read()

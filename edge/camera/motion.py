@@ -25,8 +25,8 @@ LEARN_RATE = 0.02  # background update where nothing moves (≈ 5 s to learn a c
 LEARN_RATE_MOVING = 0.002  # …and where something moves: something left behind is learned in ~1 min
 NOISE_RATE = 0.01
 LIGHTING_STEP = 0.06  # a median gain change beyond ±6 % in one frame is a lighting change, not motion
-GAIN_CELLS = (16, 12)
-LEARN_FRAMES = 30  # the first frames only build the background: nothing is "moving" against a blank model  # the frame is cut into these cells to estimate the lighting gain robustly
+GAIN_CELLS = (16, 12)  # the frame is cut into these cells to estimate the lighting gain robustly
+LEARN_FRAMES = 30  # the first frames only build the background: nothing is "moving" against a blank model
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ from edge.config import CameraSettings
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 RTSP_TIMEOUT_MS = 5000
+# One decoding thread: a 640×480 H.264 stream needs a few ms a frame, and every extra FFmpeg thread holds its
+# own frame buffers (measured: ~20 MB more RSS on 2 cores, more on a Pi 4's 4).
+DECODE_THREADS = 1
 # Over 4G, UDP RTP loses packets and smears frames; TCP interleaving costs a little latency and keeps them whole.
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
 
@@ -53,7 +56,8 @@ class CaptureSource:
             index = int(self._target) if self._target.isdigit() else self._target
             capture = cv2.VideoCapture(index, cv2.CAP_V4L2)
         else:
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, RTSP_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, RTSP_TIMEOUT_MS]
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, RTSP_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, RTSP_TIMEOUT_MS,
+                      cv2.CAP_PROP_N_THREADS, DECODE_THREADS]
             capture = cv2.VideoCapture(_with_password(self._target, self._password), cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
             capture.release()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge.camera.analyser import CameraAnalyser, CameraSignal
@@ -30,6 +31,9 @@ from edge.doormemory import DoorMemory
 log = logging.getLogger("venuewatch.edge.camera")
 
 MAX_BACKOFF_S = 30.0
+# The analysis is a few small images a frame: OpenCV's thread pool would only add wake-ups and per-thread
+# memory on a Pi that also decodes video.
+cv2.setNumThreads(1)
 Emit = Callable[[str, str, str, dict[str, Any]], str]  # (kind, sensor, state, data) → event id
 
 
@@ -51,7 +55,7 @@ class CameraWatcher:
         self._thread: threading.Thread | None = None
         self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._pending_after: list[tuple[float, str]] = []
-        self.ring = FrameRing(settings.snapshot.before_s + 0.5, every_s=0.25)
+        self.ring = FrameRing(settings.snapshot.before_s + 0.5, every_s=0.5)
         self.online: bool | None = None  # None until the first frame or the first offline verdict
         self.frames_read = 0
         self.frames_analysed = 0
