@@ -2,7 +2,9 @@
 
 The thread owns the source. A live source that fails is closed and reopened with backoff (1 s doubling to
 30 s); after `offline_after_s` without a frame the camera is reported `offline` once, and `online` again with
-the next frame. The last reported state is kept on disk, so a camera that went dark before a power cut is
+the next frame. Offline is judged by a second, tiny thread from the time of the last frame, because a
+stream that goes silent without closing (a camera losing power behind a switch) can hold OpenCV's read for
+three times its timeout. The last reported state is kept on disk, so a camera that went dark before a power cut is
 reported back online after it, and the server's 视频丢失 alert resolves.
 
 Snapshots are asked for from other threads (a door opened) and served here, where the frames are: the
@@ -53,6 +55,9 @@ class CameraWatcher:
         self._loop = loop_recordings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._supervisor: threading.Thread | None = None
+        self._state_lock = threading.Lock()
+        self._last_frame_at = 0.0
         self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._pending_after: list[tuple[float, str]] = []
         self.ring = FrameRing(settings.snapshot.before_s + 0.5, every_s=0.5)
@@ -67,13 +72,17 @@ class CameraWatcher:
         return self.settings.id
 
     def start(self) -> None:
+        self._last_frame_at = self._clock.mono()
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.id}", daemon=True)
         self._thread.start()
+        self._supervisor = threading.Thread(target=self._supervise, name=f"camera-{self.id}-offline", daemon=True)
+        self._supervisor.start()
 
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
+        for thread in (self._thread, self._supervisor):
+            if thread:
+                thread.join(timeout)
 
     def request_snapshot(self, event_id: str) -> None:
         """Ask for before/after pictures for an event (any thread; never blocks)."""
@@ -91,10 +100,8 @@ class CameraWatcher:
     def _run(self) -> None:
         source: FrameSource | None = None
         backoff = 1.0
-        last_frame_at = self._clock.mono()
         next_due = 0.0
         while not self._stop.is_set():
-            now = self._clock.mono()
             if source is None:
                 try:
                     source = self._source_factory(self.settings)
@@ -104,7 +111,6 @@ class CameraWatcher:
                 except SourceError as exc:
                     source = None
                     log.warning("event=camera_open_failed camera=%s error=%s retry_s=%.0f", self.id, exc, backoff)
-                    self._offline_check(now, last_frame_at)
                     self._stop.wait(backoff)
                     backoff = min(MAX_BACKOFF_S, backoff * 2)
                     continue
@@ -116,11 +122,10 @@ class CameraWatcher:
                     return
                 if source.live:
                     log.warning("event=camera_stream_lost camera=%s", self.id)
-                    self._offline_check(now, last_frame_at)
                     self._stop.wait(min(backoff, 1.0))
                 source = None  # reopened above: a live source with backoff, a recording from its start
                 continue
-            last_frame_at = now
+            self._last_frame_at = now
             self.frames_read += 1
             if self.online is not True:
                 self._set_online(True)
@@ -177,11 +182,19 @@ class CameraWatcher:
         except Exception:  # a picture is a nice-to-have next to the event, which is already journaled
             log.exception("event=snapshot_failed camera=%s event_id=%s", self.id, event_id)
 
-    def _offline_check(self, now: float, last_frame_at: float) -> None:
-        if self.online is not False and now - last_frame_at >= self.settings.offline_after_s:
-            self._set_online(False)
+    def _supervise(self) -> None:
+        period = min(0.5, self.settings.offline_after_s / 4)
+        while not self._stop.wait(period):
+            if self.online is not False and self._clock.mono() - self._last_frame_at >= self.settings.offline_after_s:
+                self._set_online(False)
 
     def _set_online(self, online: bool) -> None:
+        with self._state_lock:  # the reading thread says online, the supervisor offline
+            self._change_online(online)
+
+    def _change_online(self, online: bool) -> None:
+        if self.online is online:
+            return
         was = self.online
         self.online = online
         state = "online" if online else "offline"

@@ -170,3 +170,47 @@ def test_the_camera_thread_outlives_a_failing_journal(tmp_path):
     finally:
         cam.stop()
     shutil.rmtree(folder)
+
+
+class StallingSource:
+    """Stand-in for a stream that goes silent without closing (a camera losing power behind a switch): frames,
+    then a read that blocks until released. The real RTSP server is tested killed in
+    tests/integration/test_camera_rtsp.py; a stalled one would hold that test for three read timeouts."""
+
+    live = True
+    fps = 10.0
+
+    def __init__(self, frames) -> None:
+        self.frames = list(frames)
+        self.release = threading.Event()
+
+    def open(self) -> None:
+        pass
+
+    def read(self):
+        if self.frames:
+            threading.Event().wait(0.1)
+            return self.frames.pop(0)
+        self.release.wait(30)
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stream_that_stalls_is_reported_offline_on_time_though_the_read_blocks(tmp_path):
+    stalling = StallingSource(cf.highway(400, 410))
+    sink = Sink()
+    cam = CameraWatcher(CameraSettings(id="hall", source="rtsp://cam/1", fps=10, offline_after_s=1), SystemClock(),
+                        sink.emit, sink.snapshot, lambda: False,
+                        DoorMemory(tmp_path / "c.json", states=("online", "offline")),
+                        source_factory=lambda _: stalling)
+    cam.start()
+    try:
+        wait_for(lambda: cam.frames_read == 11, timeout=5, what="the frames before the stall")
+        stalled_at = __import__("time").monotonic()
+        wait_for(lambda: sink.states("camera") == ["offline"], timeout=5, what="offline while read() blocks")
+        assert __import__("time").monotonic() - stalled_at < 2.5  # offline_after_s 1 + the 0.25 s check
+    finally:
+        stalling.release.set()
+        cam.stop()
