@@ -95,7 +95,8 @@ class Agent:
 
         memory = DoorMemory(data_dir / "cameras.json", states=("online", "offline"))
         return {c.id: CameraWatcher(c, self.clock, self._camera_event, self.journal_snapshot, self.armed, memory,
-                                    source_factory=sources or open_source) for c in self.config.cameras}
+                                    source_factory=sources or open_source,
+                                    reference_file=data_dir / f"camera-{c.id}.npz") for c in self.config.cameras}
 
     def _camera_event(self, kind: str, sensor: str, state: str, data: dict[str, Any]) -> str:
         return self.journal_event(kind, sensor, state, data).id

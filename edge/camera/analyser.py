@@ -63,6 +63,7 @@ class CameraAnalyser:
     tamper: TamperDetector | None = None
     tracker: MotionTracker = field(init=False)
     last_verdict: MotionVerdict | None = None
+    kept_reference: dict[str, np.ndarray] | None = None  # a tamper reference from before a restart
     level: float = 0.0  # the highest motion score since `take_level`
 
     def __post_init__(self) -> None:
@@ -117,6 +118,24 @@ class CameraAnalyser:
         if self.settings.tamper:
             self.tamper = TamperDetector(confirm_s=self.settings.tamper_confirm_s,
                                          clear_s=self.settings.tamper_clear_s)
+            if self.kept_reference is not None and _fits(self.kept_reference, small_shape=(height, width)):
+                self.tamper.restore({k: v for k, v in self.kept_reference.items() if k != "size"})
+            self.kept_reference = None
+
+    def reference(self) -> dict[str, np.ndarray] | None:
+        """The tamper reference worth keeping across a restart, with the analysis size it belongs to."""
+        if self.tamper is None or (reference := self.tamper.reference()) is None or self.motion is None:
+            return None
+        return {**reference, "size": np.array(self.motion.size, np.int32)}
+
+    def relearn(self) -> None:
+        """Forget what this camera normally sees (an installer re-aimed it): learn again from the next frame."""
+        self.motion, self.tamper, self.kept_reference = None, None, None
+
+
+def _fits(reference: dict[str, np.ndarray], small_shape: tuple[int, int]) -> bool:
+    size = reference.get("size")
+    return size is not None and tuple(int(v) for v in size) == (small_shape[1], small_shape[0])
 
 
 def in_schedule(windows: list[str], now: clock_time) -> bool:

@@ -80,6 +80,7 @@ class TamperDetector:
         if self._reference is None or (self._learn_until is not None and at < self._learn_until):
             self._learn(features, at)
             return []
+        self._learn_until = None  # learned
         measures = _measure(features, self._reference, frozen and self.frozen_check)
         self.last = measures
         holding = _conditions(measures)
@@ -87,6 +88,18 @@ class TamperDetector:
         if not self.active and not any(holding.values()) and not lighting_change:
             self._follow(features)
         return changes
+
+    def reference(self) -> dict[str, np.ndarray] | None:
+        """The learned reference, when there is a settled one worth keeping (learned, and nothing wrong now)."""
+        if self._reference is None or self._learn_until is not None or self.active:
+            return None
+        return {key: value.copy() for key, value in self._reference.items()}
+
+    def restore(self, reference: dict[str, np.ndarray]) -> None:
+        """Judge against a reference kept from before (a restart): no learning, so a camera turned away while
+        the Pi was off is `moved` within `confirm_s` of the first frame, not learned as the new normal."""
+        self._reference = {key: np.asarray(value, np.float32).copy() for key, value in reference.items()}
+        self._learn_until = None
 
     def _frozen(self, grey: np.ndarray) -> bool:
         previous, self._previous = self._previous, grey.copy()

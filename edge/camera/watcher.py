@@ -14,10 +14,12 @@ Snapshots are asked for from other threads (a door opened) and served here, wher
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -33,6 +35,7 @@ from edge.doormemory import DoorMemory
 log = logging.getLogger("venuewatch.edge.camera")
 
 MAX_BACKOFF_S = 30.0
+KEEP_REFERENCE_EVERY_S = 300.0
 # The analysis is a few small images a frame: OpenCV's thread pool would only add wake-ups and per-thread
 # memory on a Pi that also decodes video.
 cv2.setNumThreads(1)
@@ -43,9 +46,15 @@ class CameraWatcher:
     def __init__(self, settings: CameraSettings, clock: Clock, emit: Emit,
                  send_snapshot: Callable[[str, bytes], None], armed: Callable[[], bool], memory: DoorMemory,
                  source_factory: Callable[[CameraSettings], FrameSource] = open_source,
-                 loop_recordings: bool = True) -> None:
+                 loop_recordings: bool = True, reference_file: Path | None = None) -> None:
         self.settings = settings
         self.analyser = CameraAnalyser(settings)
+        # What the camera normally sees, kept across restarts: otherwise cutting the power, turning the camera
+        # and restoring the power would teach the Pi the new view as normal.
+        self._reference_file = reference_file
+        self.analyser.kept_reference = read_reference(reference_file) if reference_file else None
+        self._reference_saved_at = 0.0
+        self._relearn = threading.Event()
         self._clock = clock
         self._emit = emit
         self._send_snapshot = send_snapshot
@@ -87,6 +96,10 @@ class CameraWatcher:
     def request_snapshot(self, event_id: str) -> None:
         """Ask for before/after pictures for an event (any thread; never blocks)."""
         self._requests.put(event_id)
+
+    def relearn(self) -> None:
+        """Forget the learned view (the camera was re-aimed on purpose); takes effect on the next frame."""
+        self._relearn.set()
 
     def metrics(self) -> dict[str, float]:
         analysed = max(1, self.frames_analysed)
@@ -137,8 +150,18 @@ class CameraWatcher:
                 self._stop.wait(1 / source.fps)  # a recording plays at its own pace
         if source is not None:
             source.close()
+        self._keep_reference()
 
     def _analyse(self, frame: np.ndarray, now: float) -> None:
+        if self._relearn.is_set():
+            self._relearn.clear()
+            self.analyser.relearn()
+            if self._reference_file is not None:
+                self._reference_file.unlink(missing_ok=True)
+            log.warning("event=camera_relearn camera=%s", self.id)
+        if now - self._reference_saved_at >= KEEP_REFERENCE_EVERY_S:
+            self._reference_saved_at = now
+            self._keep_reference()
         started = time.perf_counter()
         signals = self.analyser.analyse(frame, now, self._clock.now().time())
         self.analyse_seconds += time.perf_counter() - started
@@ -182,6 +205,10 @@ class CameraWatcher:
         except Exception:  # a picture is a nice-to-have next to the event, which is already journaled
             log.exception("event=snapshot_failed camera=%s event_id=%s", self.id, event_id)
 
+    def _keep_reference(self) -> None:
+        if self._reference_file is not None and (reference := self.analyser.reference()) is not None:
+            write_reference(self._reference_file, reference)
+
     def _supervise(self) -> None:
         period = min(0.5, self.settings.offline_after_s / 4)
         while not self._stop.wait(period):
@@ -210,3 +237,26 @@ class CameraWatcher:
             return
         self._memory.remember(self.id, state)
         log.warning("event=camera_%s camera=%s", state, self.id)
+
+
+def read_reference(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # a torn write on a worn SD card: learn afresh
+        log.warning("event=camera_reference_unreadable file=%s error=%s", path, exc)
+        return None
+
+
+def write_reference(path: Path, reference: dict[str, np.ndarray]) -> None:
+    tmp = path.with_suffix(".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **reference)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # the reference is a convenience; the camera goes on without it
+        log.warning("event=camera_reference_not_saved file=%s error=%s", path, exc.strerror)

@@ -214,3 +214,33 @@ def test_a_stream_that_stalls_is_reported_offline_on_time_though_the_read_blocks
     finally:
         stalling.release.set()
         cam.stop()
+
+
+def test_a_camera_turned_while_the_pi_was_off_is_moved_at_once_after_the_restart(tmp_path):
+    """The learned view is kept on disk: after a power cut the Pi judges the first frames against it instead of
+    learning the turned view as normal. `relearn` (an installer re-aimed it) forgets it."""
+    frames = cf.highway(1, 200)
+    reference = tmp_path / "camera-hall.npz"
+    memory = DoorMemory(tmp_path / "c.json", states=("online", "offline"))
+    settings = CameraSettings(id="hall", source=str(frame_folder(tmp_path / "before", frames[:60])), fps=10)
+    sink = Sink()
+    cam = CameraWatcher(settings, SystemClock(), sink.emit, sink.snapshot, lambda: False, memory,
+                        reference_file=reference, loop_recordings=False)
+    cam.start()
+    wait_for(lambda: cam.frames_analysed >= 40, timeout=15, what="the view learned")
+    cam.stop()
+    assert reference.exists() and sink.states("tamper") == []
+
+    turned = CameraSettings(id="hall", source=str(frame_folder(tmp_path / "after", map(cf.shift, frames[60:120]))),
+                            fps=10)
+    sink = Sink()
+    cam = CameraWatcher(turned, SystemClock(), sink.emit, sink.snapshot, lambda: False, memory,
+                        reference_file=reference, loop_recordings=False)
+    cam.start()
+    try:
+        wait_for(lambda: sink.states("tamper") == ["moved"], timeout=10, what="moved after the restart")
+        assert cam.frames_analysed <= 10 * 2  # within 2 s of frames at 10 fps
+        cam.relearn()
+        wait_for(lambda: not reference.exists(), timeout=5, what="the kept view forgotten")
+    finally:
+        cam.stop()
