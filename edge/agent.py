@@ -91,9 +91,11 @@ class Agent:
                  ) -> dict[str, CameraWatcher]:
         # OpenCV and numpy load only on a Pi that has cameras: a door-only Pi Zero keeps its memory.
         from edge.camera.sources import open_source
+        from edge.camera.tamper import TAMPER_STATES
         from edge.camera.watcher import CameraWatcher
 
-        memory = DoorMemory(data_dir / "cameras.json", states=("online", "offline"))
+        memory = DoorMemory(data_dir / "cameras.json", states=("online", "offline", "clear", *TAMPER_STATES))
+        self._camera_memory = memory
         return {c.id: CameraWatcher(c, self.clock, self._camera_event, self.journal_snapshot, self.armed, memory,
                                     source_factory=sources or open_source,
                                     reference_file=data_dir / f"camera-{c.id}.npz") for c in self.config.cameras}
@@ -274,7 +276,8 @@ class Agent:
 
     @property
     def storage_errors(self) -> int:
-        return self.journal.write_errors + self._memory.write_errors
+        cameras = self._camera_memory.write_errors if self.cameras else 0
+        return self.journal.write_errors + self._memory.write_errors + cameras
 
     def telemetry(self, seq: int | None = None) -> Telemetry:
         metrics = health_metrics(Path(self.config.data_dir))

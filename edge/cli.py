@@ -67,6 +67,9 @@ def build_agent(config: DeviceConfig, pin_factory: Factory | None = None) -> Age
     except (PermissionError, FileNotFoundError, NotADirectoryError) as exc:
         raise StartupError(f"data_dir: cannot use {config.data_dir} ({exc.strerror}); create it and make it "
                            "writable by the agent's user (see docs/operations.md)") from None
+    except ImportError as exc:  # a Pi with cameras in its config but without the [edge] extras
+        raise StartupError(f"cameras: {exc.name or 'OpenCV'} is not installed; install the agent with its extras: "
+                           "pip install 'venuewatch[edge]' (opencv-python-headless, numpy)") from None
     except BadPinFactory:
         raise StartupError("no GPIO access on this machine: on a Raspberry Pi install python3-lgpio and add the "
                            "user to the gpio group; elsewhere use --simulate SCENARIO") from None

@@ -7,6 +7,7 @@ The JSON schema in `firmware_config/schema/device.schema.json` is generated from
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import sys
 from pathlib import Path
@@ -122,7 +123,7 @@ class DoorSettings(_Strict):
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 Polygon = Annotated[list[Point], Field(min_length=3, max_length=64)]
-TIME_WINDOW = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$"
+TIME_WINDOW = r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 
 
 class SnapshotSettings(_Strict):
@@ -148,7 +149,7 @@ class CameraSettings(_Strict):
     zones: dict[SensorName, Polygon] = Field(default_factory=dict, description="named polygons; motion events say "
                                              "which zone moved most (default: one zone 'all')")
     motion_end_s: float = Field(3, ge=0.5, le=600, description="motion ends after this long without any")
-    schedule: list[Annotated[str, StringConstraints(pattern=TIME_WINDOW)]] = Field(
+    schedule: list[str] = Field(
         default_factory=list, description="local times motion is reported, e.g. ['18:00-24:00', '00:00-08:00'] "
         "(empty: always); tamper is watched at all hours")
     tamper: bool = Field(True, description="watch for covered, defocused, moved and frozen pictures")
@@ -167,6 +168,19 @@ class CameraSettings(_Strict):
                 if not (0 <= x <= 1 and 0 <= y <= 1):
                     raise ValueError(f"point [{x}, {y}] is outside the picture: give x and y as fractions 0..1 "
                                      "(0.5 is the middle)")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _windows(cls, value: list[str]) -> list[str]:
+        for window in value:
+            if not re.match(TIME_WINDOW, window):
+                raise ValueError(f"{window!r} is not a time window: write 'HH:MM-HH:MM' in 24-hour local time, "
+                                 "e.g. '18:00-24:00' (a night across midnight: '22:00-06:00')")
+            start, end = window.split("-")
+            if start == end or {start, end} == {"00:00", "24:00"}:
+                raise ValueError(f"{window!r}: start and end are the same time; leave schedule empty to report "
+                                 "motion at all hours")
         return value
 
     @property

@@ -64,6 +64,7 @@ class CameraAnalyser:
     tracker: MotionTracker = field(init=False)
     last_verdict: MotionVerdict | None = None
     kept_reference: dict[str, np.ndarray] | None = None  # a tamper reference from before a restart
+    resumed_tamper: list[str] = field(default_factory=list)  # tamper states reported before a restart
     level: float = 0.0  # the highest motion score since `take_level`
 
     def __post_init__(self) -> None:
@@ -121,6 +122,8 @@ class CameraAnalyser:
             if self.kept_reference is not None and _fits(self.kept_reference, small_shape=(height, width)):
                 self.tamper.restore({k: v for k, v in self.kept_reference.items() if k != "size"})
             self.kept_reference = None
+            self.tamper.active = list(self.resumed_tamper)
+            self.resumed_tamper = []
 
     def reference(self) -> dict[str, np.ndarray] | None:
         """The tamper reference worth keeping across a restart, with the analysis size it belongs to."""

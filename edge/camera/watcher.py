@@ -28,6 +28,7 @@ import numpy as np
 from edge.camera.analyser import CameraAnalyser, CameraSignal
 from edge.camera.snapshots import FrameRing, encode_jpeg
 from edge.camera.sources import FrameSource, SourceError, open_source
+from edge.camera.tamper import TAMPER_STATES
 from edge.clock import Clock
 from edge.config import CameraSettings
 from edge.doormemory import DoorMemory
@@ -53,6 +54,9 @@ class CameraWatcher:
         # and restoring the power would teach the Pi the new view as normal.
         self._reference_file = reference_file
         self.analyser.kept_reference = read_reference(reference_file) if reference_file else None
+        # A tamper state reported before a restart is still open on the server: resume it, so that it clears
+        # (and the alert resolves) once the view is back, and is not reported a second time if it is not.
+        self.analyser.resumed_tamper = [s for s in [memory.last(self._tamper_key)] if s in TAMPER_STATES]
         self._reference_saved_at = 0.0
         self._relearn = threading.Event()
         self._clock = clock
@@ -79,6 +83,10 @@ class CameraWatcher:
     @property
     def id(self) -> str:
         return self.settings.id
+
+    @property
+    def _tamper_key(self) -> str:
+        return f"{self.settings.id}/tamper"
 
     def start(self) -> None:
         self._last_frame_at = self._clock.mono()
@@ -177,6 +185,8 @@ class CameraWatcher:
             log.exception("event=camera_emit_failed camera=%s kind=%s state=%s", self.id, signal.kind, signal.state)
             return
         log.info("event=%s camera=%s state=%s data=%s", signal.kind, self.id, signal.state, signal.data)
+        if signal.kind == "tamper":
+            self._memory.remember(self._tamper_key, signal.state)
         wants_picture = (signal.kind == "tamper" and signal.state != "clear") or (
             signal.kind == "motion" and signal.state == "start" and self._armed())
         if wants_picture:

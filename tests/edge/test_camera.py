@@ -221,6 +221,11 @@ def test_camera_settings_refuse_what_an_installer_gets_wrong():
         DeviceConfig(**base, cameras=[{"id": "hall", "source": "0", "masks": [[[0, 0], [640, 0], [640, 480]]]}])
     with pytest.raises(ValidationError, match="already a door or camera id"):
         DeviceConfig(**base, doors=[{"id": "hall", "pin": 17}], cameras=[{"id": "hall", "source": "0"}])
+    with pytest.raises(ValidationError, match="write 'HH:MM-HH:MM'"):
+        CameraSettings(id="c", source="0", schedule=["6pm-8am"])
+    with pytest.raises(ValidationError, match="start and end are the same"):
+        CameraSettings(id="c", source="0", schedule=["08:00-08:00"])
+    assert CameraSettings(id="c", source="0", schedule=["22:00-06:00", "12:00-24:00"]).schedule
     camera = CameraSettings(id="c", source="rtsp://admin:s3cret@10.0.0.5:554/live")
     assert "s3cret" not in camera.redacted_source and "10.0.0.5:554" in camera.redacted_source
 

@@ -244,3 +244,49 @@ def test_a_camera_turned_while_the_pi_was_off_is_moved_at_once_after_the_restart
         wait_for(lambda: not reference.exists(), timeout=5, what="the kept view forgotten")
     finally:
         cam.stop()
+
+
+def test_a_tamper_that_ended_while_the_agent_was_down_is_cleared_after_the_restart(tmp_path):
+    """covered was reported, then the agent stopped; the cloth is gone when it starts again: `clear` is sent (the
+    server resolves its alert), and `covered` is not reported a second time."""
+    frames = cf.highway(1, 200)
+    reference = tmp_path / "camera-hall.npz"
+    memory_file = tmp_path / "cameras.json"
+    states = ("online", "offline", "clear", "covered", "defocused", "moved", "frozen")
+    first = frame_folder(tmp_path / "first", [*frames[:40], *(cf.cover_grey(f) for f in frames[40:70])])
+    sink = Sink()
+    cam = CameraWatcher(CameraSettings(id="hall", source=str(first), fps=10), SystemClock(), sink.emit,
+                        sink.snapshot, lambda: False, DoorMemory(memory_file, states=states),
+                        reference_file=reference, loop_recordings=False)
+    cam.start()
+    wait_for(lambda: sink.states("tamper") == ["covered"], timeout=15, what="covered")
+    cam.stop()
+
+    sink = Sink()
+    again = frame_folder(tmp_path / "again", frames[70:130])
+    cam = CameraWatcher(CameraSettings(id="hall", source=str(again), fps=10), SystemClock(), sink.emit,
+                        sink.snapshot, lambda: False, DoorMemory(memory_file, states=states),
+                        reference_file=reference, loop_recordings=False)
+    cam.start()
+    try:
+        wait_for(lambda: sink.states("tamper") == ["clear"], timeout=10, what="clear after the restart")
+    finally:
+        cam.stop()
+    assert DoorMemory(memory_file, states=states).last("hall/tamper") == "clear"
+
+
+def test_a_pi_with_cameras_but_without_opencv_says_what_to_install(tmp_path):
+    import subprocess
+    import sys
+
+    config = device_yaml(tmp_path, "sim-cam", "mqtt://127.0.0.1:9")
+    data = __import__("yaml").safe_load(config.read_text())
+    data["cameras"] = [{"id": "hall", "source": "/dev/video0"}]
+    write_yaml(config, data)
+    # sys.modules["cv2"] = None makes `import cv2` fail as on a Pi installed without the [edge] extras.
+    scenario = write_yaml(tmp_path / "s.yaml", {"steps": []})
+    code = ("import sys; sys.modules['cv2'] = None; from edge.cli import main; "
+            f"sys.exit(main(['--config', {str(config)!r}, '--simulate', {str(scenario)!r}]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3, run.stderr
+    assert "pip install 'venuewatch[edge]'" in run.stderr and "Traceback" not in run.stderr
