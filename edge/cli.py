@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING
 from protocol.configfile import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gpiozero.pins import Factory
 
     from edge.agent import Agent
-    from edge.config import DeviceConfig
+    from edge.camera.sources import FrameSource
+    from edge.config import CameraSettings, DeviceConfig
 
 
 CAMERA_TOOLS = ("camera-replay", "camera-eval")
@@ -50,7 +53,8 @@ class StartupError(RuntimeError):
     """The config is valid but this machine cannot run it (permissions, pins, state files)."""
 
 
-def build_agent(config: DeviceConfig, pin_factory: Factory | None = None) -> Agent:
+def build_agent(config: DeviceConfig, pin_factory: Factory | None = None,
+                camera_sources: Callable[[CameraSettings], FrameSource] | None = None) -> Agent:
     """Create the agent, turning the installer's usual mistakes into one-line explanations."""
     from gpiozero.exc import BadPinFactory, GPIOPinInUse, NativePinFactoryFallback, PinFactoryFallback
 
@@ -61,7 +65,7 @@ def build_agent(config: DeviceConfig, pin_factory: Factory | None = None) -> Age
             # gpiozero warns once per pin library it tries; the outcome is what matters and is reported below.
             warnings.simplefilter("ignore", PinFactoryFallback)
             warnings.simplefilter("ignore", NativePinFactoryFallback)
-            return Agent(config, pin_factory=pin_factory)
+            return Agent(config, pin_factory=pin_factory, camera_sources=camera_sources)
     except ConfigError:
         raise
     except (PermissionError, FileNotFoundError, NotADirectoryError) as exc:
@@ -90,11 +94,16 @@ def run(config_path: str, scenario_path: str | None) -> int:
     if scenario_path:
         from gpiozero.pins.mock import MockFactory
 
-        from edge.scenario import ScenarioPlayer, load_scenario
+        from edge.scenario import ScenarioPlayer, load_scenario, simulated_cameras
 
         scenario = load_scenario(scenario_path, config)
-        agent = build_agent(config, MockFactory())
-        player = ScenarioPlayer(scenario, {d: (s.pin, s.settings.contact) for d, s in agent.doors.items()})
+        try:
+            cameras = simulated_cameras(config)
+        except ImportError as exc:
+            raise StartupError(f"cameras: {exc.name} is not installed; pip install 'venuewatch[edge]'") from None
+        agent = build_agent(config, MockFactory(), camera_sources=lambda settings: cameras[settings.id])
+        player = ScenarioPlayer(scenario, {d: (s.pin, s.settings.contact) for d, s in agent.doors.items()},
+                                cameras=cameras)
         player.set_initial()
     else:
         agent = build_agent(config)

@@ -1,6 +1,8 @@
-"""Simulation scenarios: scripted door changes played on gpiozero's MockFactory pins.
+"""Simulation scenarios: scripted door changes played on gpiozero's MockFactory pins, and scripted views of
+simulated cameras (edge/camera/simulated.py).
 
-The agent code is the same as on a Pi; only the pin factory differs. See docs/configuration.md#scenario.
+The agent code is the same as on a Pi; only the pin factory and the camera sources differ. See
+docs/configuration.md#scenario.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,13 +19,28 @@ from edge.config import DeviceConfig
 from edge.doorstate import CLOSED, pin_low_for
 from protocol.configfile import ConfigError, load_model
 
+if TYPE_CHECKING:
+    from edge.camera.simulated import SimulatedCamera
+
+CameraView = Literal["normal", "person", "lights_off", "covered", "defocused", "moved", "frozen", "offline"]
+
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     at: float = Field(ge=0, description="seconds after the agent starts")
-    door: str = Field(description="door id from the device config")
-    state: Literal["open", "closed"]
+    door: str | None = Field(None, description="door id from the device config (with state)")
+    state: Literal["open", "closed"] | None = None
+    camera: str | None = Field(None, description="camera id from the device config (with view)")
+    view: CameraView | None = Field(None, description="what the simulated camera shows from now on")
+
+    @model_validator(mode="after")
+    def _door_or_camera(self) -> Step:
+        door = self.door is not None and self.state is not None
+        camera = self.camera is not None and self.view is not None
+        if door == camera or (door and (self.camera or self.view)) or (camera and (self.door or self.state)):
+            raise ValueError("a step is either {at, door, state} or {at, camera, view}")
+        return self
 
 
 class Scenario(BaseModel):
@@ -62,11 +79,24 @@ def check_against_device(scenario: Scenario, device: DeviceConfig, filename: str
     for door in scenario.initial:
         if door not in doors:
             raise ConfigError(f"{filename}: initial.{door}: no such door on {device.device} (doors: {known})")
+    cameras = {c.id for c in device.cameras}
     for i, step in enumerate(scenario.steps):
-        if step.door not in doors:
+        if step.door is not None and step.door not in doors:
             raise ConfigError(
                 f"{filename}: steps[{i}].door: {step.door!r} is not a door of {device.device} (doors: {known})"
             )
+        if step.camera is not None and step.camera not in cameras:
+            raise ConfigError(f"{filename}: steps[{i}].camera: {step.camera!r} is not a camera of {device.device} "
+                              f"(cameras: {', '.join(sorted(cameras)) or 'none configured'})")
+
+
+def simulated_cameras(device: DeviceConfig) -> dict[str, SimulatedCamera]:
+    """One simulated camera per camera of the device (their sources are not opened in a simulation)."""
+    if not device.cameras:
+        return {}
+    from edge.camera.simulated import SimulatedCamera
+
+    return {c.id: SimulatedCamera(c, seed=7 + i) for i, c in enumerate(device.cameras)}
 
 
 class ScenarioPlayer:
@@ -78,9 +108,11 @@ class ScenarioPlayer:
         pins: dict[str, tuple[object, str]],
         sleep: Callable[[float], bool] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        cameras: dict[str, Any] | None = None,
     ) -> None:
         self.scenario = scenario
         self._pins = pins
+        self._cameras = cameras or {}
         self._monotonic = monotonic
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
@@ -109,6 +141,9 @@ class ScenarioPlayer:
                 delay = origin + step.at - self._monotonic()
                 if delay > 0 and self._sleep(delay):
                     return
+                if step.camera is not None:
+                    self._cameras[step.camera].set_view(step.view)
+                    continue
                 pin, contact = self._pins[step.door]
                 self._drive(pin, contact, step.state)
             if self.scenario.repeat_every is None:

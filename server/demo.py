@@ -25,9 +25,14 @@ VENUES = [
                                                        {"at": 35, "door": "front", "state": "closed"}]}),
     ("venue-qingshui", "清水村党群服务中心", "v-qingshui", "清水村", "pi-qingshui", False,
      {"name": "after-hours opening", "repeat_every": 300,
-      "steps": [{"at": 10, "door": "front", "state": "open"}, {"at": 40, "door": "front", "state": "closed"}]}),
-    ("venue-nanhu", "南湖村文化活动室", "v-nanhu", "南湖村", "pi-nanhu", False, {"name": "quiet night", "steps": []}),
+      "steps": [{"at": 10, "door": "front", "state": "open"}, {"at": 10.5, "camera": "hall", "view": "person"},
+                {"at": 40, "door": "front", "state": "closed"}, {"at": 40, "camera": "hall", "view": "normal"}]}),
+    ("venue-nanhu", "南湖村文化活动室", "v-nanhu", "南湖村", "pi-nanhu", False,
+     {"name": "camera covered at night", "repeat_every": 300,
+      "steps": [{"at": 25, "camera": "hall", "view": "covered"}, {"at": 85, "camera": "hall", "view": "normal"}]}),
 ]
+# Venues whose Pi has a (simulated) camera "hall" that sees the front door.
+WITH_CAMERA = {"pi-qingshui", "pi-nanhu"}
 
 
 def demo_hours(now_local: datetime, open_now: bool) -> dict[str, list[str]]:
@@ -58,7 +63,8 @@ def write_demo_files(data_dir: Path, mqtt_port: int, http_port: int, now: dateti
     local = now.astimezone(TZ)
     villages = [{"id": village, "name": vname, "venues": [{
         "id": venue, "name": name, "hours": demo_hours(local, open_now),
-        "devices": [{"id": device, "doors": ["front"]}]}]}
+        "devices": [{"id": device, "doors": ["front"],
+                     **({"cameras": [{"id": "hall", "covers": ["front"]}]} if device in WITH_CAMERA else {})}]}]}
         for venue, name, village, vname, device, open_now, _ in VENUES]
     inventory = {"county": {"id": "demo-county", "name": "示范县"},
                  "townships": [{"id": "t-qingshui", "name": "清水镇", "villages": villages}]}
@@ -80,7 +86,8 @@ def write_demo_files(data_dir: Path, mqtt_port: int, http_port: int, now: dateti
         _dump(data_dir / f"{device}.yaml", {
             "device": device, "broker": {"url": f"mqtt://127.0.0.1:{mqtt_port}", "keepalive_s": 10},
             "data_dir": str(data_dir / "agents" / device), "heartbeat_s": 30,
-            "doors": [{"id": "front", "pin": 17, "contact": "nc"}]})
+            "doors": [{"id": "front", "pin": 17, "contact": "nc"}],
+            **({"cameras": [{"id": "hall", "source": "simulated", "fps": 5}]} if device in WITH_CAMERA else {})})
         _dump(data_dir / f"{device}.scenario.yaml", scenario)
         agents.append(data_dir / f"{device}.yaml")
     return data_dir / "server.yaml", agents
@@ -95,7 +102,7 @@ def run_demo(http_port: int, mqtt_port: int, data_dir: Path | None) -> int:
 
     from edge.agent import Agent
     from edge.config import load_device_config
-    from edge.scenario import ScenarioPlayer, load_scenario
+    from edge.scenario import ScenarioPlayer, load_scenario, simulated_cameras
     from server.app import VenueWatchServer
     from server.config import load_server_config
     from server.demo_broker import EmbeddedBroker
@@ -123,9 +130,11 @@ def run_demo(http_port: int, mqtt_port: int, data_dir: Path | None) -> int:
         server.start()
         for path in agent_cfgs:
             device = load_device_config(path)
-            agent = Agent(device, pin_factory=MockFactory())
+            cameras = simulated_cameras(device)
+            agent = Agent(device, pin_factory=MockFactory(), camera_sources=lambda c, cams=cameras: cams[c.id])
             player = ScenarioPlayer(load_scenario(path.with_suffix(".scenario.yaml"), device),
-                                    {d: (s.pin, s.settings.contact) for d, s in agent.doors.items()})
+                                    {d: (s.pin, s.settings.contact) for d, s in agent.doors.items()},
+                                    cameras=cameras)
             player.set_initial()
             agent.start()
             player.start()
@@ -154,7 +163,9 @@ def _banner(url: str, user: str, password: str, token: str, data_dir: Path) -> s
         f"  login:      {user} / {password}   (valid for this demo run only)",
         f"  API token:  {token}",
         f"  data:       {data_dir}",
-        f"  At about {soon} the front door of 清水村党群服务中心 opens after hours: watch the alert arrive.",
+        f"  At about {soon} the front door of 清水村党群服务中心 opens after hours: watch the alert arrive,",
+        "  with the camera's pictures from before and after (详情 → 抓拍). Later the camera of 南湖村文化活动室",
+        "  is covered for a minute (摄像头被破坏), and the alert resolves itself when the view is back.",
         "Press Ctrl-C to stop.",
         "",
     ])

@@ -26,6 +26,7 @@ LEARN_RATE_MOVING = 0.002  # …and where something moves: something left behind
 NOISE_RATE = 0.01
 LIGHTING_STEP = 0.06  # a median gain change beyond ±6 % in one frame is a lighting change, not motion
 GAIN_CELLS = (16, 12)  # the frame is cut into these cells to estimate the lighting gain robustly
+SCENE_CHANGE, SCENE_CHANGE_FRAMES = 0.6, 10  # most of the picture "moving" for 10 frames: a new scene
 LEARN_FRAMES = 30  # the first frames only build the background: nothing is "moving" against a blank model
 
 
@@ -58,6 +59,7 @@ class MotionDetector:
         self._noise = np.full((height, width), 4.0, np.float32)
         self._close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.frames = 0
+        self._changed_frames = 0
 
     @property
     def background(self) -> np.ndarray | None:
@@ -77,10 +79,23 @@ class MotionDetector:
         cv2.accumulateWeighted(frame, self._background, LEARN_RATE, still)
         cv2.accumulateWeighted(frame, self._background, LEARN_RATE_MOVING, moving)
         cv2.accumulateWeighted(diff, self._noise, NOISE_RATE, still)
-        if relit or self.frames <= LEARN_FRAMES:
+        if relit or self.frames <= LEARN_FRAMES or self._scene_changed(moving, frame):
             moving[:] = 0
         moving = cv2.bitwise_and(moving, self.watched)
         return self._verdict(moving, relit)
+
+    def _scene_changed(self, moving: np.ndarray, frame: np.ndarray) -> bool:
+        """A lens uncovered, a camera re-aimed: when nearly everything has differed for a while, the old
+        background is useless (it would take minutes to fade) and the current frame becomes the background."""
+        if cv2.countNonZero(moving) < SCENE_CHANGE * moving.size:
+            self._changed_frames = 0
+            return False
+        self._changed_frames += 1
+        if self._changed_frames < SCENE_CHANGE_FRAMES:
+            return False
+        self._background = frame.copy()
+        self._changed_frames = 0
+        return True
 
     def _follow_lighting(self, grey: np.ndarray) -> bool:
         """Rescale the background when the whole picture got brighter or darker at once.

@@ -4,7 +4,8 @@ The reference is what this camera normally sees: a 40×30 thumbnail of the scene
 sharpness per cell, learned over the first seconds and then slowly followed while nothing is wrong. Every
 measure is relative to it and insensitive to brightness (lights on/off, auto-exposure):
 
-- covered: the picture is black, or most cells lost their contrast (a hand, a cloth, paint on the lens);
+- covered: the picture is black, or flat where the scene had contrast, or most cells lost their detail (a
+  hand, a cloth, paint on the lens);
 - defocused: the scene is still there (its coarse layout matches) but the sharpness collapsed;
 - moved: the coarse layout no longer matches the reference while the picture itself is sharp;
 - frozen: consecutive frames are identical, which no live sensor produces (its noise alone differs).
@@ -27,6 +28,7 @@ CELLS = (4, 3)
 LEARN_S = 2.0  # the first seconds that make the reference
 FOLLOW_RATE = 0.005  # afterwards the reference follows slow changes (seasons, furniture) while all is clear
 DARK_MEAN, DARK_STD = 25.0, 8.0  # a black picture: lens covered by a hand or tape
+FLAT = 0.25  # the thumbnail's relative spread fell below 25 % of the reference's: one uniform surface
 COVERED_CONTRAST = 0.30  # a cell whose contrast fell below 30 % of its reference is covered…
 COVERED_CELLS = 0.75  # …and covered is most of the cells
 DEFOCUS_SHARPNESS = 0.45  # sharpness below 45 % of the reference's
@@ -47,6 +49,7 @@ class TamperMeasures:
     """What one frame looks like against the reference (all ratios: 1.0 = as usual)."""
 
     dark: bool
+    flat: float  # relative spread (std ÷ mean) of the thumbnail ÷ the reference's: blind to gain
     covered_cells: float  # share of cells that lost their contrast
     sharpness: float
     layout: float  # correlation of the thumbnails
@@ -140,7 +143,7 @@ class TamperDetector:
                         self.active.remove(state)
                         pending.gone_since = None
                         if not self.active:
-                            changes.append(TamperChange("clear", _score(state, measures), ()))
+                            changes.append(TamperChange("clear", 0.0, ()))
         return changes
 
 
@@ -171,6 +174,7 @@ def _measure(features: dict[str, np.ndarray], reference: dict[str, np.ndarray], 
     sharpness = max(_ratio(features["sharp"], reference["sharp"]), _ratio(features["contrast"], reference["contrast"]))
     return TamperMeasures(
         dark=float(thumb.mean()) < DARK_MEAN and float(thumb.std()) < DARK_STD,
+        flat=_spread(thumb) / max(1e-3, _spread(reference["thumb"])),
         covered_cells=float(np.count_nonzero(lost)) / lost.size,
         sharpness=sharpness,
         layout=_correlation(thumb, reference["thumb"]),
@@ -179,19 +183,25 @@ def _measure(features: dict[str, np.ndarray], reference: dict[str, np.ndarray], 
     )
 
 
+def _spread(thumb: np.ndarray) -> float:
+    return float(thumb.std()) / (float(thumb.mean()) + 8.0)
+
+
 def _ratio(now: np.ndarray, reference: np.ndarray) -> float:
     return float(now.sum()) / max(1e-6, float(reference.sum()))
 
 
 def _conditions(m: TamperMeasures) -> dict[str, bool]:
     # A blurred lens loses its detail as a cover does, but keeps the scene's coarse layout.
-    covered = m.dark or (m.covered_cells >= COVERED_CELLS and m.layout < SAME_LAYOUT)
+    # A plain wall keeps little detail to lose, so a scene with flat areas is also judged by its spread.
+    lost_detail = m.covered_cells >= COVERED_CELLS or m.flat < FLAT
+    covered = m.dark or (lost_detail and m.layout < SAME_LAYOUT)
     defocused = not covered and m.sharpness < DEFOCUS_SHARPNESS and m.layout >= SAME_LAYOUT
     moved = not covered and not defocused and m.edges < MOVED_EDGES
     return {"covered": covered, "defocused": defocused, "moved": moved, "frozen": m.frozen and not covered}
 
 
 def _score(state: str, m: TamperMeasures) -> float:
-    value = {"covered": m.covered_cells if not m.dark else 1.0, "defocused": 1.0 - m.sharpness,
+    value = {"covered": 1.0 if m.dark else max(m.covered_cells, 1.0 - m.flat), "defocused": 1.0 - m.sharpness,
              "moved": 1.0 - m.edges, "frozen": 1.0}[state]
     return round(max(0.0, min(1.0, value)), 3)

@@ -255,3 +255,18 @@ def test_camera_eval_on_a_wrong_folder_says_what_is_wrong(tmp_path):
     run = subprocess.run([str(BIN / "venuewatch-agent"), "camera-eval", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "no input/in000001.jpg" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_motion_ends_soon_after_a_lens_is_uncovered():
+    """Covered by a dark cloth for 6 s, then the view is back: the old background is replaced at once instead
+    of fading out over minutes (which would keep 'motion' going). On the simulated room (plain walls, where the
+    lighting compensation cannot explain the change), as the demo shows it."""
+    from edge.camera.simulated import SimulatedCamera
+
+    camera = SimulatedCamera(settings())
+    room = [camera._render("normal") for _ in range(200)]
+    analyser = CameraAnalyser(settings(motion_end_s=3))
+    signals = play(analyser, [*room[:60], *(camera._render("covered") for _ in range(60)), *room[120:200]])
+    ends = [n for n, s in signals if s.kind == "motion" and s.state == "end"]
+    assert ends and ends[-1] <= 120 + 10 + 30 + 5  # the 10-frame scene change, then motion_end_s
+    assert analyser.tracker.active is False

@@ -91,3 +91,59 @@ def test_example_scenarios_match_the_simulation_device():
 def test_settings_model_rejects_bad_debounce():
     with pytest.raises(ValueError):
         DoorSettings(id="front", pin=17, debounce_ms=-1)
+
+
+CAMERA_DEVICE = DEVICE + "cameras: [{id: hall, source: simulated, fps: 10}]\n"
+
+
+def camera_device(tmp_path: Path):
+    from edge.config import load_device_config
+
+    path = tmp_path / "sim-cam.yaml"
+    path.write_text(CAMERA_DEVICE)
+    return load_device_config(path)
+
+
+def test_camera_steps_name_a_camera_of_the_device_and_a_known_view(tmp_path):
+    path = scenario_file(tmp_path, "steps:\n  - {at: 5, camera: yard, view: covered}\n")
+    with pytest.raises(ConfigError, match=r"steps\[0\].camera: 'yard' is not a camera of sim-0001 \(cameras: hall\)"):
+        load_scenario(path, camera_device(tmp_path))
+    path = scenario_file(tmp_path, "steps:\n  - {at: 5, camera: hall, view: smashed}\n")
+    with pytest.raises(ConfigError, match="view"):
+        load_scenario(path, camera_device(tmp_path))
+    path = scenario_file(tmp_path, "steps:\n  - {at: 5, camera: hall, state: open}\n")
+    with pytest.raises(ConfigError, match=r"either \{at, door, state\} or \{at, camera, view\}"):
+        load_scenario(path, camera_device(tmp_path))
+
+
+def test_a_scenario_drives_the_simulated_camera_through_the_real_analysis(tmp_path):
+    """Views of the simulated camera (edge/camera/simulated.py) become the events a real camera would give."""
+    from edge.camera.analyser import CameraAnalyser
+    from edge.scenario import simulated_cameras
+
+    config = camera_device(tmp_path)
+    path = scenario_file(tmp_path, "steps:\n  - {at: 0.05, camera: hall, view: person}\n"
+                                   "  - {at: 0.1, camera: hall, view: covered}\n")
+    cameras = simulated_cameras(config)
+    player = ScenarioPlayer(load_scenario(path, config), {}, cameras=cameras)
+    player.start()
+    wait_for(player.finished.is_set, timeout=5)
+    assert cameras["hall"].view == "covered"
+
+    camera, analyser = cameras["hall"], CameraAnalyser(config.cameras[0])
+    timeline = [(0, "normal"), (4, "person"), (10, "normal"), (16, "lights_off"), (22, "normal"), (26, "covered"),
+                (30, "normal"), (34, "defocused"), (38, "normal"), (42, "moved"), (46, "normal"), (50, "frozen"),
+                (54, "normal")]
+    seen = []
+    for tick in range(580):
+        at = tick / 10
+        view = [v for start, v in timeline if start <= at][-1]
+        camera.set_view(view) if camera.view != view else None
+        frame = camera._last.copy() if view == "frozen" and camera._last is not None else camera._render(view)
+        camera._last = frame
+        seen += [(view, s.kind, s.state) for s in analyser.analyse(frame, at) if s.kind == "tamper" or
+                 s.state == "start"]
+    tampers = [(view, state) for view, kind, state in seen if kind == "tamper"]
+    assert tampers == [("covered", "covered"), ("normal", "clear"), ("defocused", "defocused"), ("normal", "clear"),
+                       ("moved", "moved"), ("normal", "clear"), ("frozen", "frozen"), ("normal", "clear")]
+    assert ("person", "motion", "start") in seen and not any(v == "lights_off" for v, _, _ in seen)

@@ -46,6 +46,17 @@ def test_demo_raises_the_after_hours_alert_and_stops_cleanly_on_ctrl_c(tmp_path:
             time.sleep(0.5)
         assert alert is not None, "no after-hours alert within a minute:\n" + "".join(lines)
         assert alert["venue_name"] == "清水村党群服务中心"
+        # The simulated camera of the venue took pictures from before and after the opening.
+        door_event = alert["event_ids"][0]
+        deadline = time.monotonic() + 20
+        shots: list = []
+        while len(shots) < 2 and time.monotonic() < deadline:
+            shots = requests.get(f"{url}/api/v1/events/{door_event}/snapshots", headers=headers,
+                                 timeout=5).json()["snapshots"]
+            time.sleep(0.5)
+        assert len(shots) == 2, "no snapshots for the door event:\n" + "".join(lines)
+        picture = requests.get(url + shots[1]["url"], headers=headers, timeout=5)
+        assert picture.headers["Content-Type"] == "image/jpeg" and picture.content.startswith(b"\xff\xd8")
         assert requests.get(f"{url}/", timeout=5, allow_redirects=False).status_code == 302  # login first
     finally:
         process.send_signal(signal.SIGINT)
