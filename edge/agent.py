@@ -128,6 +128,8 @@ class Agent:
         if self._heartbeat:
             self._heartbeat.join(timeout=5)
         self.close_sensors()
+        for camera in self.cameras.values():  # all told first: each may be waiting on a stalled stream
+            camera.signal_stop()
         for camera in self.cameras.values():
             camera.stop()
         if self._emitter:

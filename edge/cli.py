@@ -82,6 +82,14 @@ def build_agent(config: DeviceConfig, pin_factory: Factory | None = None,
                            "another pin") from None
 
 
+def _simulated_or_real(cameras: dict) -> Callable[[CameraSettings], FrameSource] | None:
+    if not cameras:
+        return None
+    from edge.camera.sources import open_source
+
+    return lambda settings: cameras[settings.id] if settings.id in cameras else open_source(settings)
+
+
 def run(config_path: str, scenario_path: str | None) -> int:
     from edge.config import load_device_config
 
@@ -98,10 +106,10 @@ def run(config_path: str, scenario_path: str | None) -> int:
 
         scenario = load_scenario(scenario_path, config)
         try:
-            cameras = simulated_cameras(config)
+            cameras = simulated_cameras(config, scenario)
         except ImportError as exc:
             raise StartupError(f"cameras: {exc.name} is not installed; pip install 'venuewatch[edge]'") from None
-        agent = build_agent(config, MockFactory(), camera_sources=lambda settings: cameras[settings.id])
+        agent = build_agent(config, MockFactory(), camera_sources=_simulated_or_real(cameras))
         player = ScenarioPlayer(scenario, {d: (s.pin, s.settings.contact) for d, s in agent.doors.items()},
                                 cameras=cameras)
         player.set_initial()

@@ -189,8 +189,12 @@ class CameraSettings(_Strict):
         parts = urlsplit(self.source)
         if parts.password is None:
             return self.source
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return parts._replace(netloc=netloc).geturl()
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            port = ""
+        return parts._replace(netloc=f"{parts.username}:***@{host}{port}").geturl()
 
 
 class JournalSettings(_Strict):
@@ -277,7 +281,7 @@ def _under(base: Path, path: Path | None) -> Path | None:
 
 def _source_under(base: Path, source: str) -> str:
     """A relative file or folder source is relative to the config file; URLs and /dev paths stay."""
-    if "://" in source or source.isdigit() or Path(source).is_absolute():
+    if "://" in source or source.isdigit() or Path(source).is_absolute() or source == "simulated":
         return source
     return str(base / source)
 

@@ -90,13 +90,19 @@ def check_against_device(scenario: Scenario, device: DeviceConfig, filename: str
                               f"(cameras: {', '.join(sorted(cameras)) or 'none configured'})")
 
 
-def simulated_cameras(device: DeviceConfig) -> dict[str, SimulatedCamera]:
-    """One simulated camera per camera of the device (their sources are not opened in a simulation)."""
-    if not device.cameras:
+SIMULATED_SOURCE = "simulated"
+
+
+def simulated_cameras(device: DeviceConfig, scenario: Scenario | None = None) -> dict[str, SimulatedCamera]:
+    """Simulated cameras for those whose source is `simulated` or that a scenario step names; the others keep
+    their real source (an installer can try a real USB camera with simulated doors)."""
+    steered = {step.camera for step in scenario.steps if step.camera} if scenario else set()
+    chosen = [c for c in device.cameras if c.source == SIMULATED_SOURCE or c.id in steered]
+    if not chosen:
         return {}
     from edge.camera.simulated import SimulatedCamera
 
-    return {c.id: SimulatedCamera(c, seed=7 + i) for i, c in enumerate(device.cameras)}
+    return {c.id: SimulatedCamera(c, seed=7 + i) for i, c in enumerate(chosen)}
 
 
 class ScenarioPlayer:

@@ -130,7 +130,7 @@ def run_demo(http_port: int, mqtt_port: int, data_dir: Path | None) -> int:
         server.start()
         for path in agent_cfgs:
             device = load_device_config(path)
-            cameras = simulated_cameras(device)
+            cameras = simulated_cameras(device)  # the demo's cameras have source: simulated
             agent = Agent(device, pin_factory=MockFactory(), camera_sources=lambda c, cams=cameras: cams[c.id])
             player = ScenarioPlayer(load_scenario(path.with_suffix(".scenario.yaml"), device),
                                     {d: (s.pin, s.settings.contact) for d, s in agent.doors.items()},

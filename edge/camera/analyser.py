@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from edge.camera.motion import MotionDetector, MotionVerdict
-from edge.camera.tamper import TamperDetector
+from edge.camera.tamper import CELLS, THUMB, TamperDetector
 from edge.config import CameraSettings
 
 
@@ -65,6 +65,7 @@ class CameraAnalyser:
     last_verdict: MotionVerdict | None = None
     kept_reference: dict[str, np.ndarray] | None = None  # a tamper reference from before a restart
     resumed_tamper: list[str] = field(default_factory=list)  # tamper states reported before a restart
+    _held: list[str] = field(default_factory=list)  # tamper states carried over a resolution change
     level: float = 0.0  # the highest motion score since `take_level`
 
     def __post_init__(self) -> None:
@@ -90,12 +91,13 @@ class CameraAnalyser:
         return signals
 
     def shrink(self, frame: np.ndarray) -> np.ndarray:
-        grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        grey = to_grey(frame)
         height, width = grey.shape
         if self.frame_size is None:
             self.frame_size = (width, height)
         elif self.frame_size != (width, height):  # the camera changed resolution: start learning afresh
-            self.frame_size, self.motion, self.tamper = (width, height), None, None
+            self.frame_size = (width, height)
+            self._rebuild()
         target = self.settings.analyse_width
         if width <= target:
             return grey
@@ -119,11 +121,15 @@ class CameraAnalyser:
         if self.settings.tamper:
             self.tamper = TamperDetector(confirm_s=self.settings.tamper_confirm_s,
                                          clear_s=self.settings.tamper_clear_s)
-            if self.kept_reference is not None and _fits(self.kept_reference, small_shape=(height, width)):
+            restored = self.kept_reference is not None and _fits(self.kept_reference, (height, width))
+            if restored:
+                assert self.kept_reference is not None
                 self.tamper.restore({k: v for k, v in self.kept_reference.items() if k != "size"})
-            self.kept_reference = None
-            self.tamper.active = list(self.resumed_tamper)
-            self.resumed_tamper = []
+            # States reported before a restart (or a rebuild) go on only where they can be judged against the
+            # view from before; learning the tampered view as normal would send a false `clear`.
+            self.tamper.active = list(self.resumed_tamper) if restored else []
+            self.tamper.held = list(self._held)
+            self.kept_reference, self.resumed_tamper, self._held = None, [], []
 
     def reference(self) -> dict[str, np.ndarray] | None:
         """The tamper reference worth keeping across a restart, with the analysis size it belongs to."""
@@ -133,12 +139,46 @@ class CameraAnalyser:
 
     def relearn(self) -> None:
         """Forget what this camera normally sees (an installer re-aimed it): learn again from the next frame."""
-        self.motion, self.tamper, self.kept_reference = None, None, None
+        self.motion, self.tamper, self.kept_reference, self.resumed_tamper = None, None, None, []
+
+    def _rebuild(self) -> None:
+        """A new resolution: the reference is learned again at the new size. A tamper state already reported is
+        held: not sent a second time, and never cleared by a reference that may have been learned from the
+        tampered view (the server's alert stays open until staff resolve it)."""
+        held = [*self.tamper.active, *self.tamper.held] if self.tamper is not None else []
+        self.motion, self.tamper, self.kept_reference, self.resumed_tamper = None, None, None, []
+        self._held = held
 
 
 def _fits(reference: dict[str, np.ndarray], small_shape: tuple[int, int]) -> bool:
+    """A kept reference is used only if it was made at this analysis size and by this version's features."""
     size = reference.get("size")
-    return size is not None and tuple(int(v) for v in size) == (small_shape[1], small_shape[0])
+    if size is None or tuple(int(v) for v in np.ravel(size)) != (small_shape[1], small_shape[0]):
+        return False
+    expected = {"thumb": THUMB[::-1], "sharp": CELLS[::-1], "contrast": CELLS[::-1], "edges": THUMB[::-1]}
+    return all(getattr(reference.get(key), "shape", None) == shape for key, shape in expected.items())
+
+
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    """Any frame a capture may give — BGR, BGRA, grey with or without a channel axis, 8 or 16 bit, float — as
+    8-bit grey. Anything else is a ValueError (the watcher logs it and skips the frame)."""
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.dtype != np.uint8:
+        if frame.dtype == np.uint16:
+            frame = (frame >> 8).astype(np.uint8)
+        elif np.issubdtype(frame.dtype, np.floating):
+            scale = 255.0 if float(np.nanmax(frame)) <= 1.0 else 1.0
+            frame = cv2.convertScaleAbs(np.nan_to_num(frame), alpha=scale)
+        else:
+            raise ValueError(f"frames of type {frame.dtype} are not supported")
+    if frame.ndim == 2:
+        return frame
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY)
+    raise ValueError(f"frames of shape {frame.shape} are not supported")
 
 
 def in_schedule(windows: list[str], now: clock_time) -> bool:

@@ -32,6 +32,9 @@ class FrameRing:
         wanted = at - seconds
         return min(self._frames, key=lambda item: abs(item[0] - wanted))[1]
 
+    def clear(self) -> None:
+        self._frames.clear()
+
     def __len__(self) -> int:
         return len(self._frames)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import cv2
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from edge.config import CameraSettings
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 RTSP_TIMEOUT_MS = 5000
 # One decoding thread: a 640×480 H.264 stream needs a few ms a frame, and every extra FFmpeg thread holds its
 # own frame buffers (measured: ~20 MB more RSS on 2 cores, more on a Pi 4's 4).
@@ -122,12 +123,16 @@ def open_source(settings: CameraSettings, fps_hint: float | None = None) -> Fram
     password = None
     if settings.source_password_file is not None:
         try:
-            password = settings.source_password_file.read_text().strip()
-        except OSError as exc:
+            password = settings.source_password_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise SourceError(f"cameras[{settings.id}].source_password_file: cannot read "
-                              f"{settings.source_password_file} ({exc.strerror})") from None
-    if source.startswith(("rtsp://", "rtsps://", "http://", "https://")):
-        return CaptureSource(source, True, settings.redacted_source, password)
+                              f"{settings.source_password_file} ({problem})") from None
+    if "://" in source:
+        if urlsplit(source).scheme.lower() in NETWORK_SCHEMES:
+            return CaptureSource(source, True, settings.redacted_source, password)
+        raise SourceError(f"cameras[{settings.id}].source: {settings.redacted_source} is not a camera URL this agent "
+                          f"reads (use {', '.join(s + '://' for s in NETWORK_SCHEMES)})")
     if source.startswith("/dev/video") or source.isdigit():
         return CaptureSource(source, True, source)
     path = Path(source)
@@ -135,15 +140,16 @@ def open_source(settings: CameraSettings, fps_hint: float | None = None) -> Fram
         return FolderSource(path, fps_hint or 10.0)
     if path.is_file():
         return CaptureSource(source, False, source)
-    raise SourceError(f"cameras[{settings.id}].source: {source} is not a camera device, an rtsp:// URL, a video "
-                      "file or a folder of frames")
+    raise SourceError(f"cameras[{settings.id}].source: {settings.redacted_source} is not a camera device, an "
+                      "rtsp:// URL, a video file or a folder of frames")
 
 
 def _with_password(url: str, password: str | None) -> str:
     if password is None:
         return url
     parts = urlsplit(url)
-    user = parts.username or "admin"
+    user = unquote(parts.username) if parts.username else "admin"
     host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
     return parts._replace(netloc=netloc).geturl()

@@ -69,6 +69,7 @@ class TamperDetector:
     clear_s: float = 2.0
     frozen_check: bool = True
     active: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # reported before, cannot be judged now: never cleared here
     _reference: dict[str, np.ndarray] | None = None
     _learn_until: float | None = None
     _learned: int = 0
@@ -88,13 +89,13 @@ class TamperDetector:
         self.last = measures
         holding = _conditions(measures)
         changes = self._advance(holding, measures, at)
-        if not self.active and not any(holding.values()) and not lighting_change:
+        if not self.active and not self.held and not any(holding.values()) and not lighting_change:
             self._follow(features)
         return changes
 
     def reference(self) -> dict[str, np.ndarray] | None:
         """The learned reference, when there is a settled one worth keeping (learned, and nothing wrong now)."""
-        if self._reference is None or self._learn_until is not None or self.active:
+        if self._reference is None or self._learn_until is not None or self.active or self.held:
             return None
         return {key: value.copy() for key, value in self._reference.items()}
 
@@ -131,7 +132,7 @@ class TamperDetector:
                 pending.gone_since = None
                 if pending.since is None:
                     pending.since = at
-                if state not in self.active and at - pending.since >= self.confirm_s:
+                if state not in self.active and state not in self.held and at - pending.since >= self.confirm_s:
                     self.active.append(state)
                     changes.append(TamperChange(state, _score(state, measures), tuple(self.active)))
             else:
@@ -142,7 +143,7 @@ class TamperDetector:
                     if at - pending.gone_since >= self.clear_s:
                         self.active.remove(state)
                         pending.gone_since = None
-                        if not self.active:
+                        if not self.active and not self.held:
                             changes.append(TamperChange("clear", 0.0, ()))
         return changes
 

@@ -37,6 +37,8 @@ log = logging.getLogger("venuewatch.edge.camera")
 
 MAX_BACKOFF_S = 30.0
 KEEP_REFERENCE_EVERY_S = 300.0
+STALE_REQUEST_S = 5.0  # a snapshot request not served within before_s + after_s + this is dropped
+MAX_PENDING_AFTER = 64
 # The analysis is a few small images a frame: OpenCV's thread pool would only add wake-ups and per-thread
 # memory on a Pi that also decodes video.
 cv2.setNumThreads(1)
@@ -57,7 +59,7 @@ class CameraWatcher:
         # A tamper state reported before a restart is still open on the server: resume it, so that it clears
         # (and the alert resolves) once the view is back, and is not reported a second time if it is not.
         self.analyser.resumed_tamper = [s for s in [memory.last(self._tamper_key)] if s in TAMPER_STATES]
-        self._reference_saved_at = 0.0
+        self._reference_saved_at = -KEEP_REFERENCE_EVERY_S  # kept as soon as the first reference is learned
         self._relearn = threading.Event()
         self._clock = clock
         self._emit = emit
@@ -71,7 +73,11 @@ class CameraWatcher:
         self._supervisor: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self._last_frame_at = 0.0
-        self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[float, str]] = queue.SimpleQueue()
+        self._level_lock = threading.Lock()
+        self._level = 0.0
+        self._frame_errors = 0
+        self.snapshots_dropped = 0
         self._pending_after: list[tuple[float, str]] = []
         self.ring = FrameRing(settings.snapshot.before_s + 0.5, every_s=0.5)
         self.online: bool | None = None  # None until the first frame or the first offline verdict
@@ -95,6 +101,10 @@ class CameraWatcher:
         self._supervisor = threading.Thread(target=self._supervise, name=f"camera-{self.id}-offline", daemon=True)
         self._supervisor.start()
 
+    def signal_stop(self) -> None:
+        """Tell the threads to end (returns at once; `stop` waits): stop every camera first, then wait."""
+        self._stop.set()
+
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         for thread in (self._thread, self._supervisor):
@@ -102,8 +112,9 @@ class CameraWatcher:
                 thread.join(timeout)
 
     def request_snapshot(self, event_id: str) -> None:
-        """Ask for before/after pictures for an event (any thread; never blocks)."""
-        self._requests.put(event_id)
+        """Ask for before/after pictures for an event (any thread; never blocks). A request the camera cannot
+        serve in time (offline, stalled) is dropped: a picture from hours later is not one of the event."""
+        self._requests.put((self._clock.mono(), event_id))
 
     def relearn(self) -> None:
         """Forget the learned view (the camera was re-aimed on purpose); takes effect on the next frame."""
@@ -111,7 +122,9 @@ class CameraWatcher:
 
     def metrics(self) -> dict[str, float]:
         analysed = max(1, self.frames_analysed)
-        return {f"motion.{self.id}": round(self.analyser.take_level(), 4),
+        with self._level_lock:
+            level, self._level = self._level, 0.0
+        return {f"motion.{self.id}": round(level, 4),
                 f"camera_online.{self.id}": 1.0 if self.online else 0.0,
                 f"camera_frames.{self.id}": float(self.frames_analysed),
                 f"camera_ms.{self.id}": round(1000 * self.analyse_seconds / analysed, 3)}
@@ -122,61 +135,87 @@ class CameraWatcher:
         source: FrameSource | None = None
         backoff = 1.0
         next_due = 0.0
-        while not self._stop.is_set():
-            if source is None:
-                try:
-                    source = self._source_factory(self.settings)
-                    source.open()
-                    backoff = 1.0
-                    log.info("event=camera_opened camera=%s source=%s", self.id, self.settings.redacted_source)
-                except SourceError as exc:
-                    source = None
-                    log.warning("event=camera_open_failed camera=%s error=%s retry_s=%.0f", self.id, exc, backoff)
-                    self._stop.wait(backoff)
-                    backoff = min(MAX_BACKOFF_S, backoff * 2)
+        frames_since_open = 0
+        try:
+            while not self._stop.is_set():
+                if source is None:
+                    source = self._open(backoff)
+                    if source is None:
+                        backoff = min(MAX_BACKOFF_S, backoff * 2)
+                        continue
+                    frames_since_open = 0
+                frame = source.read()
+                now = self._clock.mono()
+                if frame is None:
+                    source.close()
+                    if not source.live and not self._loop:
+                        return
+                    if source.live or frames_since_open == 0:
+                        # A stream that dropped, or a recording without a readable frame: wait, longer each time
+                        # it happens again without a frame in between.
+                        log.warning("event=camera_stream_lost camera=%s frames=%d retry_s=%.0f", self.id,
+                                    frames_since_open, backoff)
+                        self._stop.wait(backoff)
+                        backoff = min(MAX_BACKOFF_S, backoff * 2)
+                    source = None  # reopened above: a live source with backoff, a recording from its start
                     continue
-            frame = source.read()
-            now = self._clock.mono()
-            if frame is None:
+                frames_since_open += 1
+                backoff = 1.0  # frames flow: the next failure starts the backoff afresh
+                self._last_frame_at = now
+                self.frames_read += 1
+                if self.online is not True:
+                    self._set_online(True)
+                try:
+                    if now >= next_due:
+                        next_due = max(next_due + 1 / self.settings.fps, now)
+                        self._analyse(frame, now)
+                    self._serve_snapshots(frame, now)
+                except Exception:  # one bad frame (odd format, a full disk) must not end the camera
+                    self._frame_errors += 1
+                    if self._frame_errors in (1, 10, 100) or self._frame_errors % 1000 == 0:
+                        log.exception("event=camera_frame_error camera=%s errors=%d", self.id, self._frame_errors)
+                if not source.live:
+                    self._stop.wait(1 / source.fps)  # a recording plays at its own pace
+        finally:
+            if source is not None:
                 source.close()
-                if not source.live and not self._loop:
-                    return
-                if source.live:
-                    log.warning("event=camera_stream_lost camera=%s", self.id)
-                    self._stop.wait(min(backoff, 1.0))
-                source = None  # reopened above: a live source with backoff, a recording from its start
-                continue
-            self._last_frame_at = now
-            self.frames_read += 1
-            if self.online is not True:
-                self._set_online(True)
-            if now >= next_due:
-                next_due = max(next_due + 1 / self.settings.fps, now)
-                self._analyse(frame, now)
-            self._serve_snapshots(frame, now)
-            if not source.live:
-                self._stop.wait(1 / source.fps)  # a recording plays at its own pace
-        if source is not None:
-            source.close()
-        self._keep_reference()
+            self._keep_reference()
+
+    def _open(self, backoff: float) -> FrameSource | None:
+        try:
+            source = self._source_factory(self.settings)
+            source.open()
+        except SourceError as exc:
+            log.warning("event=camera_open_failed camera=%s error=%s retry_s=%.0f", self.id, exc, backoff)
+            self._stop.wait(backoff)
+            return None
+        log.info("event=camera_opened camera=%s source=%s", self.id, self.settings.redacted_source)
+        return source
 
     def _analyse(self, frame: np.ndarray, now: float) -> None:
         if self._relearn.is_set():
             self._relearn.clear()
             self.analyser.relearn()
             if self._reference_file is not None:
-                self._reference_file.unlink(missing_ok=True)
+                try:
+                    self._reference_file.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("event=camera_reference_not_removed camera=%s error=%s", self.id, exc.strerror)
             log.warning("event=camera_relearn camera=%s", self.id)
-        if now - self._reference_saved_at >= KEEP_REFERENCE_EVERY_S:
-            self._reference_saved_at = now
-            self._keep_reference()
         started = time.perf_counter()
-        signals = self.analyser.analyse(frame, now, self._clock.now().time())
+        # Before NTP has set the clock (a Pi without a real-time clock, after a power cut) the local time may be
+        # hours off: motion is then reported at all hours rather than missed.
+        local_time = self._clock.now().time() if self._clock.synced() else None
+        signals = self.analyser.analyse(frame, now, local_time)
         self.analyse_seconds += time.perf_counter() - started
         self.frames_analysed += 1
-        self.ring.add(now, frame)
+        with self._level_lock:
+            self._level = max(self._level, self.analyser.take_level())
+        self.ring.add(now, _scaled(frame, self.settings.snapshot.width))
         for signal in signals:
             self._signal(signal)
+        if now - self._reference_saved_at >= KEEP_REFERENCE_EVERY_S and self._keep_reference():
+            self._reference_saved_at = now
 
     def _signal(self, signal: CameraSignal) -> None:
         try:
@@ -193,14 +232,21 @@ class CameraWatcher:
             self.request_snapshot(event_id)
 
     def _serve_snapshots(self, frame: np.ndarray, now: float) -> None:
+        snapshot = self.settings.snapshot
         while True:
             try:
-                event_id = self._requests.get_nowait()
+                asked_at, event_id = self._requests.get_nowait()
             except queue.Empty:
                 break
-            before = self.ring.before(now, self.settings.snapshot.before_s)
+            if now - asked_at > snapshot.before_s + snapshot.after_s + STALE_REQUEST_S:
+                self.snapshots_dropped += 1
+                log.warning("event=snapshot_dropped camera=%s event_id=%s late_s=%.0f", self.id, event_id,
+                            now - asked_at)
+                continue
+            before = self.ring.before(asked_at, snapshot.before_s)
             self._send(event_id, before if before is not None else frame)
-            self._pending_after.append((now + self.settings.snapshot.after_s, event_id))
+            if len(self._pending_after) < MAX_PENDING_AFTER:
+                self._pending_after.append((asked_at + snapshot.after_s, event_id))
         due = [item for item in self._pending_after if item[0] <= now]
         for item in due:
             self._pending_after.remove(item)
@@ -215,9 +261,10 @@ class CameraWatcher:
         except Exception:  # a picture is a nice-to-have next to the event, which is already journaled
             log.exception("event=snapshot_failed camera=%s event_id=%s", self.id, event_id)
 
-    def _keep_reference(self) -> None:
-        if self._reference_file is not None and (reference := self.analyser.reference()) is not None:
-            write_reference(self._reference_file, reference)
+    def _keep_reference(self) -> bool:
+        if self._reference_file is None or (reference := self.analyser.reference()) is None:
+            return False
+        return write_reference(self._reference_file, reference)
 
     def _supervise(self) -> None:
         period = min(0.5, self.settings.offline_after_s / 4)
@@ -227,7 +274,11 @@ class CameraWatcher:
 
     def _set_online(self, online: bool) -> None:
         with self._state_lock:  # the reading thread says online, the supervisor offline
+            if not online and self._clock.mono() - self._last_frame_at < self.settings.offline_after_s:
+                return  # a frame arrived since the supervisor looked
             self._change_online(online)
+            if not online:
+                self.ring.clear()  # pictures from before the outage are not "before" any later event
 
     def _change_online(self, online: bool) -> None:
         if self.online is online:
@@ -249,18 +300,26 @@ class CameraWatcher:
         log.warning("event=camera_%s camera=%s", state, self.id)
 
 
+def _scaled(frame: np.ndarray, width: int) -> np.ndarray:
+    """The ring keeps frames at the snapshot width: a 1080p stream would otherwise hold 6 MB a frame."""
+    if frame.ndim < 2 or frame.shape[1] <= width:
+        return frame
+    height = round(frame.shape[0] * width / frame.shape[1])
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def read_reference(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:  # a torn write on a worn SD card: learn afresh
+    except Exception as exc:  # a torn write on a worn SD card (empty, truncated zip…): learn afresh
         log.warning("event=camera_reference_unreadable file=%s error=%s", path, exc)
         return None
 
 
-def write_reference(path: Path, reference: dict[str, np.ndarray]) -> None:
+def write_reference(path: Path, reference: dict[str, np.ndarray]) -> bool:
     tmp = path.with_suffix(".tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -270,3 +329,5 @@ def write_reference(path: Path, reference: dict[str, np.ndarray]) -> None:
         os.replace(tmp, path)
     except OSError as exc:  # the reference is a convenience; the camera goes on without it
         log.warning("event=camera_reference_not_saved file=%s error=%s", path, exc.strerror)
+        return False
+    return True
