@@ -28,6 +28,7 @@ CELLS = (4, 3)
 LEARN_S = 2.0  # the first seconds that make the reference
 FOLLOW_RATE = 0.005  # afterwards the reference follows slow changes (seasons, furniture) while all is clear
 DARK_MEAN, DARK_STD = 25.0, 8.0  # a black picture: lens covered by a hand or tape
+MIN_STRUCTURE = 0.02  # a reference flatter than this (learned from a covered lens) cannot judge a view
 FLAT = 0.25  # the thumbnail's relative spread fell below 25 % of the reference's: one uniform surface
 COVERED_CONTRAST = 0.30  # a cell whose contrast fell below 30 % of its reference is covered…
 COVERED_CELLS = 0.75  # …and covered is most of the cells
@@ -55,6 +56,7 @@ class TamperMeasures:
     layout: float  # correlation of the thumbnails
     edges: float  # correlation of the edge images
     frozen: bool
+    structured: bool = True  # the reference shows a scene at all (else only black and frozen are judged)
 
 
 @dataclass
@@ -181,6 +183,7 @@ def _measure(features: dict[str, np.ndarray], reference: dict[str, np.ndarray], 
         layout=_correlation(thumb, reference["thumb"]),
         edges=_correlation(features["edges"], reference["edges"]),
         frozen=frozen,
+        structured=_spread(reference["thumb"]) >= MIN_STRUCTURE,
     )
 
 
@@ -196,9 +199,9 @@ def _conditions(m: TamperMeasures) -> dict[str, bool]:
     # A blurred lens loses its detail as a cover does, but keeps the scene's coarse layout.
     # A plain wall keeps little detail to lose, so a scene with flat areas is also judged by its spread.
     lost_detail = m.covered_cells >= COVERED_CELLS or m.flat < FLAT
-    covered = m.dark or (lost_detail and m.layout < SAME_LAYOUT)
-    defocused = not covered and m.sharpness < DEFOCUS_SHARPNESS and m.layout >= SAME_LAYOUT
-    moved = not covered and not defocused and m.edges < MOVED_EDGES
+    covered = m.dark or (m.structured and lost_detail and m.layout < SAME_LAYOUT)
+    defocused = m.structured and not covered and m.sharpness < DEFOCUS_SHARPNESS and m.layout >= SAME_LAYOUT
+    moved = m.structured and not covered and not defocused and m.edges < MOVED_EDGES
     return {"covered": covered, "defocused": defocused, "moved": moved, "frozen": m.frozen and not covered}
 
 

@@ -22,13 +22,19 @@ def highway(first: int = 1, last: int = 1700) -> tuple[np.ndarray, ...]:
     return tuple(cv2.imread(str(CDNET / "input" / f"in{i:06d}.jpg")) for i in range(first, last + 1))
 
 
+def _noise_seed(frame: np.ndarray) -> int:
+    """A seed that differs from frame to frame: a covered live camera still shows sensor noise, never the same
+    picture twice (which would be `frozen`)."""
+    return int(frame.sum(dtype=np.int64)) % 2**32
+
+
 def cover_black(frame: np.ndarray) -> np.ndarray:
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(_noise_seed(frame))
     return np.clip(rng.normal(6, 2, frame.shape), 0, 255).astype(np.uint8)
 
 
 def cover_grey(frame: np.ndarray) -> np.ndarray:
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(_noise_seed(frame))
     return np.clip(rng.normal(128, 2, frame.shape), 0, 255).astype(np.uint8)
 
 
