@@ -135,6 +135,11 @@ def test_motion_outside_the_schedule_is_not_reported():
     noon = __import__("datetime").time(12, 0)
     signals = [s for n, f in enumerate(cf.highway(1, 100)) for s in analyser.analyse(f, n / FPS, noon)]
     assert [s for s in signals if s.kind == "motion"] == []
+    # The same frames inside the window do move; motion under way ends at the first frame outside it.
+    analyser, night = CameraAnalyser(settings(schedule=["00:00-08:00"])), __import__("datetime").time(7, 59)
+    inside = [s.state for n, f in enumerate(cf.highway(1, 100)) for s in analyser.analyse(f, n / FPS, night)]
+    outside = [s.state for s in analyser.analyse(cf.highway(101, 101)[0], 10.1, __import__("datetime").time(8, 0))]
+    assert inside == ["start"] and outside == ["end"]
 
 
 # --- tamper ------------------------------------------------------------------------------------------------
