@@ -41,7 +41,7 @@ class FrameRing:
 
 def encode_jpeg(frame: np.ndarray, max_bytes: int, width: int = 640) -> bytes:
     """A JPEG of at most `max_bytes`: scaled to `width`, then lower quality, then halved until it fits."""
-    picture = _scaled(frame, width)
+    picture = scaled(frame, width)
     while True:
         for quality in QUALITIES:
             ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -49,10 +49,11 @@ def encode_jpeg(frame: np.ndarray, max_bytes: int, width: int = 640) -> bytes:
                 return data.tobytes()
         if picture.shape[1] <= 80:
             raise ValueError(f"cannot make a JPEG below {max_bytes} bytes")
-        picture = _scaled(picture, picture.shape[1] // 2)
+        picture = scaled(picture, picture.shape[1] // 2)
 
 
-def _scaled(frame: np.ndarray, width: int) -> np.ndarray:
+def scaled(frame: np.ndarray, width: int) -> np.ndarray:
+    """The frame no wider than `width`, aspect kept."""
     height, current = frame.shape[:2]
     if current <= width:
         return frame

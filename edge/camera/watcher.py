@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from edge.camera.analyser import CameraAnalyser, CameraSignal
-from edge.camera.snapshots import FrameRing, encode_jpeg
+from edge.camera.snapshots import FrameRing, encode_jpeg, scaled
 from edge.camera.sources import FrameSource, SourceError, open_source
 from edge.camera.tamper import TAMPER_STATES
 from edge.clock import Clock
@@ -211,7 +211,8 @@ class CameraWatcher:
         self.frames_analysed += 1
         with self._level_lock:
             self._level = max(self._level, self.analyser.take_level())
-        self.ring.add(now, _scaled(frame, self.settings.snapshot.width))
+        # The ring keeps frames at the snapshot width: a 1080p stream would otherwise hold 6 MB a frame.
+        self.ring.add(now, scaled(frame, self.settings.snapshot.width))
         for signal in signals:
             self._signal(signal)
         if now - self._reference_saved_at >= KEEP_REFERENCE_EVERY_S and self._keep_reference():
@@ -298,14 +299,6 @@ class CameraWatcher:
             return
         self._memory.remember(self.id, state)
         log.warning("event=camera_%s camera=%s", state, self.id)
-
-
-def _scaled(frame: np.ndarray, width: int) -> np.ndarray:
-    """The ring keeps frames at the snapshot width: a 1080p stream would otherwise hold 6 MB a frame."""
-    if frame.ndim < 2 or frame.shape[1] <= width:
-        return frame
-    height = round(frame.shape[0] * width / frame.shape[1])
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def read_reference(path: Path) -> dict[str, np.ndarray] | None:
