@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpiozero.pins import Factory
 
+from edge import sdnotify
 from edge.clock import Clock, SystemClock
 from edge.config import DeviceConfig
 from edge.doormemory import DoorMemory
@@ -67,6 +68,8 @@ class Agent:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._emitter: threading.Thread | None = None
+        self._beat_at = time.monotonic()  # start of the heartbeat loop's last pass: the watchdog's proof of life
+        self._watchdog: sdnotify.Watchdog | None = None
         self.uplink = Uplink(config.device, config.broker, self.clock.boot_id(), self.clock.now,
                              mono=self.clock.mono, on_link_up=self._link_up, on_command=self._command)
         self._arming_file = data_dir / "arming.json"
@@ -118,12 +121,20 @@ class Agent:
         self.uplink.start()
         for camera in self.cameras.values():
             camera.start()
+        self._beat_at = time.monotonic()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat.start()
+        # systemd (Type=notify, WatchdogSec=): started, then pinged only while _problem() finds nothing wrong.
+        sdnotify.notify("READY=1", f"STATUS=watching {len(self.doors)} doors, {len(self.cameras)} cameras")
+        self._watchdog = sdnotify.Watchdog(self._problem)
+        self._watchdog.start()
         log.info("event=agent_started device=%s doors=%s cameras=%s", self.config.device, ",".join(self.doors),
                  ",".join(self.cameras))
 
     def stop(self) -> None:
+        if self._watchdog:
+            self._watchdog.stop()
+        sdnotify.notify("STOPPING=1")
         self._stop.set()
         if self._heartbeat:
             self._heartbeat.join(timeout=5)
@@ -303,6 +314,7 @@ class Agent:
         # Heartbeats are journaled like events (low priority: the first to go when the journal is full), so
         # a link that was down for hours still delivers the device's health history when it returns.
         while not self._stop.is_set():
+            self._beat_at = time.monotonic()
             try:
                 self.journal.append("telemetry", LOW, lambda seq: encode(self.telemetry(seq)))
                 self.forwarder.wake()
@@ -312,6 +324,16 @@ class Agent:
                 log.exception("event=telemetry_error device=%s", self.config.device)
             if self._stop.wait(self.config.heartbeat_s):
                 return
+
+    def _problem(self) -> str | None:
+        """What keeps the agent from doing its job, or None; systemd's watchdog restarts it while this persists."""
+        for name, thread in (("heartbeat", self._heartbeat), ("emitter", self._emitter)):
+            if thread is None or not thread.is_alive():
+                return f"{name} thread ended"
+        late = sdnotify.stalled_for(self._beat_at, self.config.heartbeat_s)
+        if late > sdnotify.STALL_S:
+            return f"heartbeat loop stuck for {late:.0f} s"
+        return None
 
 
 def read_arming(path: Path) -> dict[str, Any] | None:
