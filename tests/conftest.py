@@ -15,6 +15,46 @@ from tests.services import Mosquitto, start_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+POSTGRES = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+_databases: list[str] = []  # PostgreSQL databases made for this session's servers
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="the servers' database: SQLite files (default) or fresh databases on the PostgreSQL at "
+                          "127.0.0.1:5432 (trust auth, user postgres)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global DATABASE
+    DATABASE = config.getoption("--database")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _databases:
+        import psycopg
+
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            for name in _databases:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+DATABASE = "sqlite"
+
+
+def database_url() -> str:
+    """"" (the server's SQLite file) or a fresh, empty PostgreSQL database for one server."""
+    if DATABASE == "sqlite":
+        return ""
+    import uuid
+
+    import psycopg
+
+    name = f"vwt_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    _databases.append(name)
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +90,8 @@ def make_server_files(tmp: Path, broker_url: str, venues: list, client_id: str =
         # here they would only print last night's empty reports in the background of unrelated tests.
         "reports": {"enabled": False},
     }
+    if url := database_url():
+        config["database_url"] = url
     return write_yaml(tmp / "server.yaml", config)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from sqlalchemy.sql import Executable
 
 from tests.conftest import BIN, make_server_files
 from tests.helpers import wait_for, write_yaml
@@ -66,21 +67,42 @@ class ServerProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=20)
 
-    def db(self) -> sqlite3.Connection:
-        """Read-only view of the server's SQLite store (WAL: readable while the server writes)."""
-        return sqlite3.connect(f"file:{self.data_dir / 'venuewatch.db'}?mode=ro", uri=True, timeout=10)
+    def query(self, statement: str | Executable, **params: object) -> list[dict]:
+        """Rows of the server's store, read beside the running server: its SQLite file read-only (WAL: readable
+        while the server writes), or its PostgreSQL database (`pytest --database postgresql`). Give a select()
+        on server.store's tables to get JSON columns decoded the same way on both."""
+        import yaml
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
 
-    def events(self, device: str | None = None, kind: str = "door") -> list[sqlite3.Row]:
-        with self.db() as conn:
-            conn.row_factory = sqlite3.Row
-            query = "SELECT * FROM events WHERE kind = ?" + (" AND device = ?" if device else "") + " ORDER BY seq"
-            return conn.execute(query, (kind, device) if device else (kind,)).fetchall()
+        url = yaml.safe_load(self.config_path.read_text()).get("database_url")
+        if not url:
+            if not (self.data_dir / "venuewatch.db").exists():
+                return []
+            url = f"sqlite:///file:{self.data_dir / 'venuewatch.db'}?mode=ro&uri=true"
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                query = text(statement) if isinstance(statement, str) else statement
+                return [dict(row._mapping) for row in conn.execute(query, params)]
+        finally:
+            engine.dispose()
 
-    def alerts(self, rule: str | None = None) -> list[sqlite3.Row]:
-        with self.db() as conn:
-            conn.row_factory = sqlite3.Row
-            query = "SELECT * FROM alerts" + (" WHERE rule = ?" if rule else "") + " ORDER BY id"
-            return conn.execute(query, (rule,) if rule else ()).fetchall()
+    def events(self, device: str | None = None, kind: str = "door") -> list[dict]:
+        from sqlalchemy import select
+
+        from server.store import events
+
+        query = select(events).where(events.c.kind == kind).order_by(events.c.seq)
+        return self.query(query.where(events.c.device == device) if device else query)
+
+    def alerts(self, rule: str | None = None) -> list[dict]:
+        from sqlalchemy import select
+
+        from server.store import alerts
+
+        query = select(alerts).order_by(alerts.c.id)
+        return self.query(query.where(alerts.c.rule == rule) if rule else query)
 
 
 def toggle_scenario(path: Path, door: str, changes: int, interval_s: float, end: str = "stay",

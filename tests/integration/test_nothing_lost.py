@@ -177,11 +177,9 @@ def problems(server: ServerProcess, agents: list[AgentRun]) -> list[str]:
 
 
 def stored_count(server: ServerProcess) -> int:
-    if not (server.data_dir / "venuewatch.db").exists():
-        return 0
     try:
-        with server.db() as conn:
-            return conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'door'").fetchone()[0]
+        rows = server.query("SELECT COUNT(*) AS n FROM events WHERE kind = 'door'")
+        return rows[0]["n"] if rows else 0
     except Exception:  # the server is creating its schema right now
         return 0
 

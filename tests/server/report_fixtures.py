@@ -21,6 +21,7 @@ from server.store import (
     events,
     handovers,
     incidents,
+    insert_ignore,
     shift_checkins,
 )
 
@@ -138,15 +139,15 @@ def store(engine: Any, day: KnownDay) -> None:
         conn.execute(insert(device_status_log), day.status)
         conn.execute(insert(events), day.events)
         for a in day.alerts:
-            conn.execute(insert(incidents).values(id=a["incident_id"], venue_id=a["venue_id"],
-                                                  opened_at=a["opened_at"], last_at=a["opened_at"],
-                                                  severity=a["severity"]).prefix_with("OR IGNORE"))
+            conn.execute(insert_ignore(conn.dialect.name, incidents).values(
+                id=a["incident_id"], venue_id=a["venue_id"], opened_at=a["opened_at"], last_at=a["opened_at"],
+                severity=a["severity"]))
         conn.execute(insert(alerts), day.alerts)
         for incident in day.escalated_incidents:
             conn.execute(insert(escalations).values(incident_id=incident, step="township", due_at=START,
                                                     fired_at=START))
-        conn.execute(insert(escalations).values(incident_id=100, step="renotify", due_at=START, fired_at=START)
-                     .prefix_with("OR IGNORE"))
+        conn.execute(insert_ignore(conn.dialect.name, escalations).values(incident_id=100, step="renotify",
+                                                                         due_at=START, fired_at=START))
         # room-one's 08:00 shift checked in; the county's did not.
         shift_start = datetime.combine(DAY, time(8), tzinfo=TZ).astimezone(UTC)
         conn.execute(insert(shift_checkins).values(room="room-one", shift_start=shift_start, user="duty-one",
