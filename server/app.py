@@ -28,11 +28,19 @@ from server.notify import Dispatcher
 from server.opening import OpeningCheck
 from server.privacy import DailyRetention
 from server.reports.archive import ReportArchive, ReportScheduler
+from server.rollups import RollupRetention
 from server.roster import RosterFile, load_checked_roster
 from server.rules import OpenDoor, data_gap, device_status, doors_held_open, silent_devices
 from server.store import create_schema, device_status_log, devices, make_engine, sensor_states, streams, venues
 from server.streams import Stream
-from server.web import Services, create_app, new_secret_key
+from server.timeseries.outbox import InfluxSink, OutboxWriter, read_token
+from server.timeseries.recorder import SeriesRecorder
+from server.web import (
+    Services,
+    create_app,
+    new_secret_key,
+    seriesapi,  # noqa: F401 (its routes join the api blueprint before any app registers it)
+)
 
 log = logging.getLogger("venuewatch.server")
 
@@ -101,6 +109,13 @@ def load_secret_key(data_dir: Path) -> bytes:
     return key
 
 
+def _outbox_writer(engine: Engine, config: ServerConfig) -> OutboxWriter:
+    ts = config.timeseries
+    sink = InfluxSink(ts.url, ts.org, ts.bucket, read_token(ts.token_file), ts.timeout_s)
+    return OutboxWriter(engine, sink, batch_size=ts.batch_size, flush_interval_s=ts.flush_interval_s,
+                        max_rows=ts.max_outbox_rows, retry_initial_s=ts.retry_initial_s, retry_max_s=ts.retry_max_s)
+
+
 def _synthetic_id(row: Any) -> str:
     # A door found open by a retained state message (no event) still needs a stable alert key.
     return f"{row.device}:{row.sensor}:{int(row.since.timestamp())}"
@@ -126,7 +141,12 @@ class VenueWatchServer:
                              config.ingest.max_payload_bytes, root=config.broker.root, now=now,
                              rules=config.rules, supervision=config.supervision,
                              snapshot_dir=config.data_dir / "snapshots",
-                             max_snapshot_bytes=config.ingest.max_snapshot_bytes, armed=self.arming.armed_at)
+                             max_snapshot_bytes=config.ingest.max_snapshot_bytes, armed=self.arming.armed_at,
+                             series=SeriesRecorder(inventory, outbox=config.timeseries.enabled,
+                                                   rollup_days=config.timeseries.rollup_days))
+        # The outbox is drained where messages are ingested; several ingest processes share it on PostgreSQL.
+        self.timeseries = (_outbox_writer(self.engine, config) if config.timeseries.enabled
+                           and role in ("all", "ingest") else None)
         self.mqtt = MqttIngest(self.ingest, config.broker) if role in ("all", "ingest") else None
         roster = load_server_roster(config, inventory)
         # Notifications are sent by the process that runs the timed rules; the web role only enqueues.
@@ -149,6 +169,7 @@ class VenueWatchServer:
         self._started_at = now()
         self._opening_checked: datetime | None = None
         self.retention = DailyRetention(self.engine, config.privacy.snapshot_days)
+        self.rollup_retention = RollupRetention(self.engine, config.timeseries.rollup_days)
         self._threads: list[threading.Thread] = []
         self.http = None
         self.app = None
@@ -178,6 +199,8 @@ class VenueWatchServer:
             self.mqtt.start()
         if self.dispatcher:
             self.dispatcher.start()
+        if self.timeseries:
+            self.timeseries.start()
         if self.role in ("all", "ingest"):
             self._spawn("timed-rules", self._timed_rules_loop)
         if self.report_scheduler:
@@ -208,6 +231,8 @@ class VenueWatchServer:
             self.dispatcher.stop()
         if self.report_scheduler:
             self.report_scheduler.stop()
+        if self.timeseries:
+            self.timeseries.stop()
         self.hub.close()
         if self.http:
             self.http.close()
@@ -224,6 +249,7 @@ class VenueWatchServer:
             self._opening_checked = now
             opened += self.opening.check()
         self.retention.check(now)
+        self.rollup_retention.check(now)
         return opened
 
     def _check_silence(self) -> int:

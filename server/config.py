@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge.config import BrokerSettings
 from protocol.configfile import ConfigError, load_model
@@ -119,6 +119,41 @@ class PrivacySettings(_Strict):
                                "they arrived, daily; 0 keeps them forever (not recommended: they show people)")
 
 
+class TimeseriesSettings(_Strict):
+    enabled: bool = Field(False, description="send telemetry and sensor levels to a time-series server (InfluxDB 2 "
+                          "or VictoriaMetrics); the per-minute rollups for the console's charts are kept either way")
+    url: str = Field("http://127.0.0.1:8428", description="base URL of the server's InfluxDB v2 write API "
+                     "(VictoriaMetrics: port 8428; InfluxDB 2: port 8086)")
+    org: str = Field("venuewatch", min_length=1, description="InfluxDB organisation (VictoriaMetrics ignores it)")
+    bucket: str = Field("venuewatch", min_length=1, description="InfluxDB bucket (VictoriaMetrics ignores it)")
+    token_file: Path | None = Field(None, description="file holding the API token (mode 0600); none for a server "
+                                    "without authentication. The token is never logged")
+    batch_size: int = Field(5000, ge=1, le=50_000, description="lines per write request")
+    flush_interval_s: float = Field(1.0, gt=0, le=60, description="how long the writer waits for more lines once "
+                                    "the outbox is empty")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="one write request's timeout")
+    retry_initial_s: float = Field(1.0, gt=0, le=3600, description="wait after the first failed write")
+    retry_max_s: float = Field(60.0, gt=0, le=3600, description="longest wait between retries (the wait doubles "
+                               "per failure up to this, with jitter)")
+    max_outbox_rows: int = Field(5_000_000, ge=1000, le=1_000_000_000, description="lines kept while the server is "
+                                 "unreachable; beyond this the oldest are dropped, counted and logged")
+    rollup_days: int = Field(8, ge=1, le=400, description="days of per-minute rollups kept in SQL for the "
+                             "console's charts (also when enabled is false)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r}: use http://host:port or https://host:port, e.g. http://127.0.0.1:8428")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _retry_range(self) -> TimeseriesSettings:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError(f"retry_max_s ({self.retry_max_s}) is below retry_initial_s ({self.retry_initial_s})")
+        return self
+
+
 class ServerConfig(_Strict):
     broker: ServerBroker
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite file in data_dir")
@@ -134,6 +169,7 @@ class ServerConfig(_Strict):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    timeseries: TimeseriesSettings = Field(default_factory=TimeseriesSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -173,6 +209,9 @@ def load_server_config(path: str | Path) -> ServerConfig:
     if not config.data_dir.is_absolute():
         updates["data_dir"] = base / config.data_dir
     updates["notify"] = config.notify.relative_to(base)
+    token_file = config.timeseries.token_file
+    if token_file is not None and not token_file.is_absolute():
+        updates["timeseries"] = config.timeseries.model_copy(update={"token_file": base / token_file})
     if config.duty.roster is not None and not config.duty.roster.is_absolute():
         updates["duty"] = config.duty.model_copy(update={"roster": base / config.duty.roster})
     return config.model_copy(update=updates)

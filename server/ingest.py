@@ -54,6 +54,7 @@ from server.store import (
 from server.streams import Stream, receive
 from server.timebase import BootClock, event_time, observe
 from server.timebase import clock_skew as measure_skew
+from server.timeseries.recorder import Heartbeat, SeriesRecorder
 
 log = logging.getLogger("venuewatch.server.ingest")
 
@@ -138,6 +139,7 @@ class _Batch:
     updates: dict[tuple[str, str | None], tuple[str, dict[str, Any]]] = field(default_factory=dict)
     acks: set[str] = field(default_factory=set)  # devices whose journal we acknowledge after the commit
     status_changes: list[dict[str, Any]] = field(default_factory=list)  # rows for device_status_log
+    heartbeats: list[Heartbeat] = field(default_factory=list)  # first arrivals, for rollups and time series
 
 
     def update(self, key: tuple[str, str | None], venue_id: str, data: dict[str, Any]) -> None:
@@ -158,7 +160,8 @@ class Ingest:
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  rules: RuleSettings | None = None, supervision: SupervisionSettings | None = None,
                  send_ack: Callable[[str, Ack], None] | None = None, snapshot_dir: Path | None = None,
-                 max_snapshot_bytes: int = 1024 * 1024, armed: ArmedAt | None = None) -> None:
+                 max_snapshot_bytes: int = 1024 * 1024, armed: ArmedAt | None = None,
+                 series: SeriesRecorder | None = None) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._inventory = inventory
@@ -184,6 +187,7 @@ class Ingest:
         self._snapshot_dir = snapshot_dir
         self._max_snapshot = max_snapshot_bytes
         self.counters = IngestCounters()
+        self.series = series or SeriesRecorder(inventory)  # rollups always; time-series lines when configured
         self.store_ok = True  # false while the database refuses writes (disk full, connection lost)
 
     # --- entry points -----------------------------------------------------------------------------------
@@ -478,6 +482,9 @@ class Ingest:
             measured, _ = event_time(telemetry.ts, bool(telemetry.synced), telemetry.mono, boot, batch.received,
                                      self._max_skew)
             self._check_skew(batch, device, telemetry.ts, telemetry.mono, boot)
+        # A journaled heartbeat resent (its ack was lost) is counted in the history once.
+        if telemetry.seq is None or not _stored_before(batch.streams.get(device), telemetry.journal, telemetry.seq):
+            batch.heartbeats.append(Heartbeat(device, measured, telemetry.metrics))
         if telemetry.seq is not None:
             self._account(batch, device, telemetry.journal, telemetry.seq, telemetry.floor)
         self._alive(batch, item)
@@ -563,6 +570,7 @@ class Ingest:
             conn.execute(insert_ignore(self._dialect, events), batch.new_events)
         if batch.new_snapshots:
             conn.execute(insert_ignore(self._dialect, snapshots), batch.new_snapshots)
+        self.series.record(conn, self._dialect, batch.received, batch.heartbeats, batch.new_events)
         now = batch.received
         for device in batch.changed_streams:
             s = batch.streams[device]
@@ -638,6 +646,13 @@ class _StoredTime:
     occurred_at: datetime
     received_at: datetime
     time_source: str
+
+
+def _stored_before(stream: Stream | None, journal: str | None, seq: int) -> bool:
+    """Has this seq of this journal been stored already (at or below the contiguous mark, or in a range above)?"""
+    if stream is None or stream.journal != journal:
+        return False
+    return seq <= stream.contig or any(first <= seq <= last for first, last in stream.pending)
 
 
 def _is_range(value: Any) -> bool:

@@ -185,6 +185,26 @@ OPENAPI: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["confirm"], "properties": {"confirm": {"type": "string"}}}}}},
             "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+        "/devices/{id}/series": {"get": {
+            "summary": "chart data of one device metric from the per-minute rollups (works without a time-series "
+                       "server); without `metric`, the metrics the device has in the window",
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "metric", "in": "query", "schema": {"type": "string"},
+                 "description": "a heartbeat metric (door_open.front, journal_backlog) or an event series "
+                                "(door_opened.front); docs/timeseries.md#rollups"},
+                {"name": "hours", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 840,
+                                                            "default": 24}},
+                {"name": "step", "in": "query", "description": "minutes per point (default: about 300 points)",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1440}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "device": {"type": "string"}, "venue": {"type": "string"}, "metric": {"type": "string"},
+                "start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"},
+                "step_minutes": {"type": "integer"},
+                "metrics": {"type": "array", "items": {"type": "string"}},
+                "points": {"type": "array", "items": {"type": "object", "required": ["t", "count", "sum", "min",
+                                                                                      "max", "mean"]}}}}),
+                **_ERRORS}}},
         "/reports": {"get": {
             "summary": "nightly reports in your scope (latest revision first, with older revision numbers)",
             "parameters": [{"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}}],

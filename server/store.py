@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -349,6 +350,30 @@ audit_head = Table(
     Column("last_id", Integer, nullable=False),
     Column("last_hash", String(64), nullable=False),
     Column("count", Integer, nullable=False),
+)
+
+# Per-minute rollups of every heartbeat metric and of sensor events (server/rollups.py): the console's
+# charts read these, so they never depend on the time-series server.
+rollups_minute = Table(
+    "rollups_minute", metadata,
+    Column("device", String(64), primary_key=True),
+    Column("metric", String(160), primary_key=True),  # heartbeat name (door_open.front) or event series
+    Column("minute", UTCDateTime, primary_key=True),  # start of the UTC minute the values were measured in
+    Column("count", Integer, nullable=False),
+    Column("sum", Float, nullable=False),
+    Column("min", Float, nullable=False),
+    Column("max", Float, nullable=False),
+    Index("ix_rollups_minute_time", "minute"),  # the retention prune
+)
+
+# Time-series outbox (server/timeseries/): line protocol stored with the ingest batch that produced it,
+# deleted only after the time-series server accepted it.
+timeseries_outbox = Table(
+    "timeseries_outbox", metadata,
+    # 64-bit on PostgreSQL: a busy county passes 2^31 lines within months (SQLite's rowid is 64-bit already).
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("line", Text, nullable=False),
 )
 
 

@@ -94,3 +94,61 @@ def start_production_mosquitto(work: Path, ca: Path, cert: Path, key: Path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return process, port
+
+
+@dataclass
+class VictoriaMetrics:
+    """Debian's victoria-metrics on a free local port, its data under `data_dir` (kept across restarts)."""
+
+    port: int
+    data_dir: Path
+    log: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+        if not os.path.exists(binary):
+            raise RuntimeError("victoria-metrics is not installed: apt-get install -y victoria-metrics")
+        with open(self.log, "ab") as log:
+            # No query latency offset and no result cache: a test reads back what it has just written.
+            self.process = subprocess.Popen(
+                [binary, f"-storageDataPath={self.data_dir}", f"-httpListenAddr=127.0.0.1:{self.port}",
+                 "-search.latencyOffset=0s", "-search.disableCache", "-retentionPeriod=100y"],
+                stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"victoria-metrics exited with {self.process.returncode}; see {self.log}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+                    if b" 200 " in sock.recv(64):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"victoria-metrics did not answer /health within {timeout}s; see {self.log}")
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop it: SIGTERM flushes what it holds in memory; `kill` (SIGKILL) is a crash and may lose the
+        last seconds it acknowledged."""
+        if self.process is None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(timeout=30)
+        self.process = None
+
+
+def start_victoria_metrics(workdir: Path) -> VictoriaMetrics:
+    workdir.mkdir(parents=True, exist_ok=True)
+    vm = VictoriaMetrics(free_port(), workdir / "data", workdir / "victoria-metrics.log")
+    vm.start()
+    return vm

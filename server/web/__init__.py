@@ -59,7 +59,16 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies)  # type: ignore[method-assign]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
-    from server.web import account, api, auth, console, dutyapi, ops, reportsapi  # noqa: F401 (account: routes on api.bp)
+    from server.web import (  # noqa: F401 (account, seriesapi: routes on api.bp)
+        account,
+        api,
+        auth,
+        console,
+        dutyapi,
+        ops,
+        reportsapi,
+        seriesapi,
+    )
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(console.bp)
