@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -399,12 +400,40 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_schema(engine: Engine) -> None:
-    metadata.create_all(engine)
-    _add_missing_columns(engine)
-    for table in metadata.sorted_tables:  # indexes a newer version added to an older table
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def create_schema(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to `revision` with the Alembic migrations in server/migrations.
+
+    A data dir from before the migrations (tables, no alembic_version) gets the old additive upgrade — the
+    missing tables, columns and indexes — and is then stamped as current.
+    """
+    from alembic import command
+
+    with engine.connect() as conn:
+        found = inspect(conn)
+        legacy = found.has_table("events") and not found.has_table("alembic_version")
+    if legacy:
+        metadata.create_all(engine)
+        _add_missing_columns(engine)
+        for table in metadata.sorted_tables:  # indexes a newer version added to an older table
+            for index in table.indexes:
+                index.create(engine, checkfirst=True)
+        with engine.begin() as conn:
+            command.stamp(alembic_config(conn), "head")
+        return
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -424,9 +453,9 @@ def _add_missing_columns(engine: Engine) -> None:
                 default = column.default.arg if column.default is not None and column.default.is_scalar else None
                 if default is None and not column.nullable:
                     raise RuntimeError(f"cannot add required column {table.name}.{column.name} without a default")
-                if isinstance(default, bool):
-                    default = int(default)
                 literal = "" if default is None else f" DEFAULT {default!r}"
+                if isinstance(default, bool):  # PostgreSQL refuses 0/1 for a boolean; SQLite has no TRUE before 3.23
+                    literal = f" DEFAULT {int(default)}" if engine.dialect.name == "sqlite" else f" DEFAULT {default}"
                 conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{literal}'))
 
 
