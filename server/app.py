@@ -181,8 +181,11 @@ class VenueWatchServer:
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours,
                                         trusted_proxies=config.http.trusted_proxies)
             try:
+                # waitress accepts only 100 connections by default, fewer than the consoles `threads` allows.
+                limit = config.http.connection_limit or config.http.threads + 64
                 self.http = create_server(app, host=config.http.host, port=config.http.port,
-                                          threads=config.http.threads, channel_timeout=300, ident="venuewatch")
+                                          threads=config.http.threads, connection_limit=limit, channel_timeout=300,
+                                          ident="venuewatch")
             except OSError as exc:
                 raise ConfigError(f"http: cannot listen on {config.http.host}:{config.http.port} ({exc.strerror}); "
                                   "is another server running? choose another port (http.port in the server file, "

@@ -27,6 +27,8 @@ class HttpSettings(_Strict):
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
     threads: int = Field(64, ge=4, le=1024, description="worker threads; each live console holds one")
+    connection_limit: int = Field(0, ge=0, le=10_000, description="open connections accepted at once (0: threads "
+                                  "+ 64); beyond it new consoles and API calls wait, so keep it above threads")
     secure_cookies: bool = Field(True, description="send the session cookie only over HTTPS")
     session_hours: float = Field(12, gt=0, le=24 * 7, description="log in again after this long")
     trusted_proxies: int = Field(0, ge=0, le=5, description="reverse proxies in front (1 behind nginx): "
