@@ -67,6 +67,10 @@ class ServerProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=20)
 
+    def db(self) -> sqlite3.Connection:
+        """Read-only sqlite3 connection to a server on SQLite (the benchmarks' raw SQL); tests use query()."""
+        return sqlite3.connect(f"file:{self.data_dir / 'venuewatch.db'}?mode=ro", uri=True, timeout=10)
+
     def query(self, statement: str | Executable, **params: object) -> list[dict]:
         """Rows of the server's store, read beside the running server: its SQLite file read-only (WAL: readable
         while the server writes), or its PostgreSQL database (`pytest --database postgresql`). Give a select()
