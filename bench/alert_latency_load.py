@@ -34,7 +34,7 @@ from gpiozero.pins.mock import MockFactory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.door_to_alert_latency import machine, percentile
+from bench.door_to_alert_latency import machine, percentile, time_handovers
 from bench.ingest_throughput import Publishers, api_token, sqlite_readonly
 from edge.agent import Agent
 from edge.config import DeviceConfig
@@ -155,15 +155,7 @@ def main() -> int:
         agent.doors["front"].pin.drive_low()
         agent.start()
         assert agent.uplink.connected.wait(10)
-        handed: list[float] = []  # when the forwarder handed each door event to paho (after the journal's fsync)
-        publish_entry = agent.uplink.publish_entry
-
-        def timed_publish(kind: str, payload: bytes) -> bool:
-            if kind == "event":
-                handed.append(time.monotonic())
-            return publish_entry(kind, payload)
-
-        agent.forwarder._publish = timed_publish
+        handed = time_handovers(agent)
         stream = Stream(server.url + "/api/v1/stream", token)
         stream.ready.wait(10)
         time.sleep(0.5)  # let the retained/online burst settle

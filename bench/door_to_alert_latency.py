@@ -57,6 +57,20 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {system}"
 
 
+def time_handovers(agent: Agent) -> list[float]:
+    """The times the agent's forwarder hands each event to paho (after the journal's fsync), as they happen."""
+    handed: list[float] = []
+    publish_entry = agent.uplink.publish_entry
+
+    def timed_publish(kind: str, payload: bytes) -> bool:
+        if kind == "event":
+            handed.append(time.monotonic())
+        return publish_entry(kind, payload)
+
+    agent.forwarder._publish = timed_publish
+    return handed
+
+
 def stream_alerts(url: str, token: str, out: queue.Queue, ready: threading.Event) -> None:
     with requests.get(url, headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=120) as response:
         kind = None
@@ -96,15 +110,7 @@ def main() -> int:
     assert agent.uplink.connected.wait(10)
 
     # Split the path: when does the forwarder hand the door event to paho (after the journal's fsync)?
-    handed: list[float] = []
-    publish_entry = agent.uplink.publish_entry
-
-    def timed_publish(kind: str, payload: bytes) -> bool:
-        if kind == "event":
-            handed.append(time.monotonic())
-        return publish_entry(kind, payload)
-
-    agent.forwarder._publish = timed_publish
+    handed = time_handovers(agent)
     alerts: queue.Queue = queue.Queue()
     ready = threading.Event()
     threading.Thread(target=stream_alerts, args=(server.url + "/api/v1/stream", token, alerts, ready),
