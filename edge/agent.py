@@ -27,10 +27,13 @@ from edge.doormemory import DoorMemory
 from edge.doors import DoorSensor
 from edge.events import EventFactory
 from edge.forwarder import Forwarder
+from edge.hass import HomeAssistant, software_version
 from edge.health import health_metrics
 from edge.journal import HIGH, LOW, NORMAL, Journal
+from edge.metrics import Family, MetricsServer
 from edge.uplink import Uplink
 from protocol import Command, Event, SensorState, Telemetry, encode
+from protocol.configfile import ConfigError
 
 if TYPE_CHECKING:
     from edge.camera.sources import FrameSource
@@ -78,6 +81,9 @@ class Agent:
                                    window=config.journal.window, resend_after_s=config.journal.resend_after_s)
         self.uplink.set_ack_handler(self.forwarder.acked)
         self.cameras: dict[str, CameraWatcher] = self._cameras(data_dir, camera_sources) if config.cameras else {}
+        tampered = {c: s for c in self.cameras if (s := self._camera_memory.last(f"{c}/tamper")) is not None}
+        self.hass = HomeAssistant(config, self.uplink, data_dir, tamper_now=tampered, now=self.clock.now)
+        self._started_mono = self.clock.mono()
         self.doors: dict[str, DoorSensor] = {}
         try:
             for door in config.doors:
@@ -85,6 +91,13 @@ class Agent:
         except Exception:
             self.close_sensors()
             raise
+        self.metrics_server: MetricsServer | None = None
+        if (address := config.metrics.address) is not None:
+            try:
+                self.metrics_server = MetricsServer(*address, collect=self.metric_families)
+            except ConfigError:
+                self.close_sensors()
+                raise
 
     def __repr__(self) -> str:
         doors = ", ".join(f"{d}={s.state}" for d, s in self.doors.items())
@@ -104,7 +117,9 @@ class Agent:
                                     reference_file=data_dir / f"camera-{c.id}.npz") for c in self.config.cameras}
 
     def _camera_event(self, kind: str, sensor: str, state: str, data: dict[str, Any]) -> str:
-        return self.journal_event(kind, sensor, state, data).id
+        event_id = self.journal_event(kind, sensor, state, data).id
+        self.hass.camera_event(kind, sensor, state)
+        return event_id
 
     def armed(self) -> bool:
         """The venue is closed and watched (as last told by the server)."""
@@ -124,6 +139,8 @@ class Agent:
         self._beat_at = time.monotonic()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat.start()
+        if self.metrics_server is not None:
+            self.metrics_server.start()
         # systemd (Type=notify, WatchdogSec=): started, then pinged only while _problem() finds nothing wrong.
         sdnotify.notify("READY=1", f"STATUS=watching {len(self.doors)} doors, {len(self.cameras)} cameras")
         self._watchdog = sdnotify.Watchdog(self._problem)
@@ -134,6 +151,8 @@ class Agent:
     def stop(self) -> None:
         if self._watchdog:
             self._watchdog.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         sdnotify.notify("STOPPING=1")
         self._stop.set()
         if self._heartbeat:
@@ -310,6 +329,54 @@ class Agent:
             floor=self.journal.floor if seq is not None else None,
         )
 
+    def metric_families(self) -> list[Family]:
+        """What `metrics.listen` serves (edge/metrics.py); docs/operations.md#scraping-the-agent."""
+        rows, size = self.journal.backlog()
+        oldest = self.journal.oldest_created()
+        published = Family("venuewatch_agent_published_total", "counter", "journal entries published to the "
+                           "broker, resends included: event (door, camera and system events), telemetry, snapshot")
+        for kind, count in self.forwarder.published.items():
+            published.add(count, kind=kind)
+        last_ack = Family("venuewatch_agent_last_ack_age_seconds", "gauge", "seconds since the server's latest "
+                          "acknowledgement arrived; absent until one arrives after the start")
+        if (ack_age := self.forwarder.last_ack_age()) is not None:
+            last_ack.add(ack_age)
+        doors = Family("venuewatch_agent_door_open", "gauge", "1 while the door is open")
+        for door_id, door in self.doors.items():
+            doors.add(door.state == "open", door=door_id)
+        families = [
+            Family("venuewatch_agent_info", "gauge", "the agent's device id and version").add(
+                1, device=self.config.device, version=software_version()),
+            Family("venuewatch_agent_uptime_seconds", "gauge", "seconds since the agent started").add(
+                self.clock.mono() - self._started_mono),
+            Family("venuewatch_agent_broker_connected", "gauge", "1 while connected to the MQTT broker").add(
+                self.uplink.connected.is_set()),
+            Family("venuewatch_agent_journal_backlog_rows", "gauge",
+                   "journal rows the server has not acknowledged yet").add(rows),
+            Family("venuewatch_agent_journal_backlog_bytes", "gauge", "payload bytes of those rows").add(size),
+            Family("venuewatch_agent_journal_oldest_age_seconds", "gauge",
+                   "age of the oldest row not acknowledged yet, by the Pi's clock; 0 when there is none").add(
+                max(0.0, self.clock.now().timestamp() - oldest) if oldest is not None else 0),
+            published,
+            Family("venuewatch_agent_resends_total", "counter",
+                   "times no acknowledgement came in time and the agent sent again from the last one").add(
+                self.forwarder.resends),
+            last_ack,
+            Family("venuewatch_agent_storage_errors_total", "counter",
+                   "failed disk operations (journal, door and camera memory)").add(self.storage_errors),
+            doors,
+        ]
+        if self.cameras:
+            online = Family("venuewatch_agent_camera_online", "gauge", "1 while the camera delivers frames")
+            fps = Family("venuewatch_agent_camera_fps", "gauge", "frames analysed per second, last 10 s")
+            frames = Family("venuewatch_agent_camera_frames_total", "counter", "frames analysed since the start")
+            for camera_id, camera in self.cameras.items():
+                online.add(bool(camera.online), camera=camera_id)
+                fps.add(camera.fps(), camera=camera_id)
+                frames.add(camera.frames_analysed, camera=camera_id)
+            families += [online, fps, frames]
+        return families
+
     def _heartbeat_loop(self) -> None:
         # Heartbeats are journaled like events (low priority: the first to go when the journal is full), so
         # a link that was down for hours still delivers the device's health history when it returns.
@@ -320,6 +387,7 @@ class Agent:
                 self.forwarder.wake()
                 if self.uplink.connected.is_set():
                     self._report_losses()  # rows dropped while the backlog was still draining
+                self.hass.settle()
             except Exception:  # a bad reading must not end the heartbeat for good
                 log.exception("event=telemetry_error device=%s", self.config.device)
             if self._stop.wait(self.config.heartbeat_s):

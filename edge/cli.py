@@ -92,8 +92,16 @@ def _simulated_or_real(cameras: dict) -> Callable[[CameraSettings], FrameSource]
 
 def run(config_path: str, scenario_path: str | None) -> int:
     from edge.config import load_device_config
+    from edge.metrics import ListenError
 
     config = load_device_config(config_path)
+    try:
+        return _run(config, scenario_path)
+    except ListenError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
+
+
+def _run(config: DeviceConfig, scenario_path: str | None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

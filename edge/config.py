@@ -207,6 +207,56 @@ class JournalSettings(_Strict):
                                   "connected: send again from the last acknowledged entry")
 
 
+DISCOVERY_PREFIX = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
+
+
+class HomeAssistantSettings(_Strict):
+    enabled: bool = Field(False, description="publish Home Assistant MQTT discovery configs for the doors, cameras "
+                          "and the agent's connection (docs/home-assistant.md)")
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix (its MQTT "
+                                  "integration's setting; the broker ACL must let the device write under it)")
+    venue: str | None = Field(None, min_length=1, max_length=64, description="the venue's name, shown in Home "
+                              "Assistant's device name, e.g. 东山村党群服务中心")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.match(DISCOVERY_PREFIX, value):
+            raise ValueError(f"{value!r} is not a discovery prefix: use topic levels of letters, digits, _ and - "
+                             "without wildcards or a leading or trailing '/' (Home Assistant's default is "
+                             "homeassistant)")
+        return value
+
+
+class MetricsSettings(_Strict):
+    listen: str | None = Field(None, description="host:port to serve Prometheus metrics on (GET /metrics), e.g. "
+                               "127.0.0.1:9101; not set: no metrics endpoint")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            listen_address(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return None if self.listen is None else listen_address(self.listen)
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"; ValueError in plain words otherwise."""
+    hint = "write host:port, e.g. 127.0.0.1:9101 (all interfaces: 0.0.0.0:9101; IPv6: [::1]:9101)"
+    parts = urlsplit(f"//{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port; {hint}") from None
+    if not parts.hostname or port is None or parts.username is not None or parts.path or parts.query:
+        raise ValueError(f"{value!r} is not an address to listen on; {hint}")
+    return parts.hostname, port
+
+
 class DeviceConfig(_Strict):
     device: Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)] = Field(
         description="device id; also the MQTT username (lowercase letters, digits, - and _)"
@@ -219,6 +269,10 @@ class DeviceConfig(_Strict):
     journal: JournalSettings = Field(default_factory=lambda: JournalSettings(),
                                      description="the durable outbox on the SD card")
     cameras: list[CameraSettings] = Field(default_factory=list, description="cameras watched by this Pi")
+    home_assistant: HomeAssistantSettings = Field(default_factory=lambda: HomeAssistantSettings(),
+                                                  description="Home Assistant MQTT discovery (off by default)")
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(),
+                                     description="the agent's own Prometheus metrics endpoint (off by default)")
 
     @field_validator("device", mode="before")
     @classmethod

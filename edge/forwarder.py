@@ -54,6 +54,8 @@ class Forwarder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.resends = 0
+        self.published: dict[str, int] = {"event": 0, "telemetry": 0, "snapshot": 0}  # entries sent, by topic kind
+        self.last_ack_at: float | None = None  # mono time of the latest ack for our journal
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
@@ -93,11 +95,16 @@ class Forwarder:
         if ack.upto > self._journal.last_seq:
             log.warning("event=ack_beyond_last upto=%d last_seq=%d", ack.upto, self._journal.last_seq)
             return
+        self.last_ack_at = self._mono()
         with self._wake:
             if ack.upto > self._acked_upto:
                 self._acked_upto = ack.upto
                 self._dirty = True
                 self._wake.notify()
+
+    def last_ack_age(self) -> float | None:
+        """Seconds since the latest acknowledgement for our journal arrived; None if none has since the start."""
+        return None if self.last_ack_at is None else max(0.0, self._mono() - self.last_ack_at)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -140,9 +147,12 @@ class Forwarder:
 
     def _send(self, entries: Iterable[Entry], advance: bool = False) -> bool:
         for entry in entries:
-            if not self._connected.is_set() or not self._publish(topic_kind(entry), entry.payload):
+            kind = topic_kind(entry)
+            if not self._connected.is_set() or not self._publish(kind, entry.payload):
                 self.link_up()  # the link dropped mid-way: start over from the ack once it is back
                 return False
+            kind = kind.partition("/")[0]
+            self.published[kind] = self.published.get(kind, 0) + 1
             if advance:
                 self._cursor = entry.seq
         return True

@@ -199,6 +199,20 @@ class Journal:
         with self._lock:
             return self._rows, self._bytes
 
+    def oldest_created(self) -> float | None:
+        """When (by the journal's clock) the oldest row not acknowledged yet was made; None if there is none."""
+        with self._lock:
+            found: list[float] = []
+            if self._db is not None:
+                try:
+                    rows = self._db.execute("SELECT seq, created FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                                            (self.floor, len(self._doomed) + 1)).fetchall()
+                    found = [created for seq, created in rows if seq not in self._doomed][:1]
+                except sqlite3.Error as exc:
+                    self._storage_error("read", exc)
+            found += [row.created for row in self._volatile.values() if row.seq > self.floor][:1]
+            return min(found, default=None)
+
     def report_losses(self, build: Callable[[int, dict[str, Any]], bytes]) -> int | None:
         """Turn rows dropped since the last report into a HIGH "loss" row; None if nothing was lost.
 

@@ -4,6 +4,7 @@
   with a retained Last Will `offline`;
 - journal entries (events, heartbeats) at QoS 1, handed over by edge/forwarder.py; retained sensor
   `state/{sensor}` re-sent on every reconnect (a broker without persistence forgets retained messages);
+- other retained messages (Home Assistant discovery, edge/hass.py) kept and re-sent on every reconnect too;
 - reconnects by itself with exponential backoff (paho's loop thread).
 """
 
@@ -48,6 +49,9 @@ class Uplink:
         self._mono = mono
         self.on_link_up = on_link_up
         self._states: dict[str, SensorState] = {}
+        # Other retained messages (Home Assistant's, edge/hass.py): topic → payload, and the last publish of each.
+        self._retained: dict[str, bytes] = {}
+        self._retained_sent: dict[str, mqtt.MQTTMessageInfo] = {}
         self._lock = threading.Lock()
         self.connected = threading.Event()
         # Fixed client id + persistent session: acks and commands queued while we were away still arrive.
@@ -106,6 +110,30 @@ class Uplink:
                 return
         self._client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)
 
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Retained at QoS 1 on any topic; kept, and sent again on every connect, until `forget_retained`.
+        An empty payload deletes the broker's retained message (and, on a discovery topic, Home Assistant's
+        entity)."""
+        with self._lock:
+            self._retained[topic] = payload
+            if not self.connected.is_set():
+                return
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        with self._lock:
+            if self._retained.get(topic) is payload:
+                self._retained_sent[topic] = info
+
+    def forget_retained(self, topic: str) -> None:
+        with self._lock:
+            self._retained.pop(topic, None)
+            self._retained_sent.pop(topic, None)
+
+    def retained_delivered(self, topic: str) -> bool:
+        """The broker has acknowledged the latest publish of `topic` (PUBACK)."""
+        with self._lock:
+            info = self._retained_sent.get(topic)
+        return info is not None and info.is_published()
+
     def _connected(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
                    properties: object) -> None:
         if getattr(reason, "is_failure", False):
@@ -120,6 +148,8 @@ class Uplink:
         if self.on_link_up:
             self.on_link_up()  # before `connected`: the forwarder starts this link from the last ack
         with self._lock:
+            for topic, payload in self._retained.items():
+                self._retained_sent[topic] = client.publish(topic, payload, qos=1, retain=True)
             for sensor, state in self._states.items():
                 client.publish(self._topic("state", sensor), encode(state), qos=1, retain=True)
             self.connected.set()

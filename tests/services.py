@@ -74,9 +74,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def start_production_mosquitto(work: Path, ca: Path, cert: Path, key: Path,
-                               passwd: Path) -> tuple[subprocess.Popen, int]:
+                               passwd: Path, acl: Path = REPO / "deploy/mosquitto/acl") -> tuple[subprocess.Popen, int]:
     """deploy/mosquitto/venuewatch.conf as shipped (TLS, no anonymous, the ACL), on a free local port with the
-    given certificate files and password file. Returns the process and its port."""
+    given certificate files, password file and ACL (default: the shipped one). Returns the process and its port."""
     port = free_port()
     conf = (REPO / "deploy/mosquitto/venuewatch.conf").read_text()
     conf = (conf.replace("listener 8883", f"listener {port} 127.0.0.1")
@@ -84,7 +84,7 @@ def start_production_mosquitto(work: Path, ca: Path, cert: Path, key: Path,
             .replace("/etc/mosquitto/certs/server.crt", str(cert))
             .replace("/etc/mosquitto/certs/server.key", str(key))
             .replace("/etc/mosquitto/venuewatch.passwd", str(passwd))
-            .replace("/etc/mosquitto/venuewatch.acl", str(REPO / "deploy/mosquitto/acl")))
+            .replace("/etc/mosquitto/venuewatch.acl", str(acl)))
     assert f"certfile {cert}" in conf and f"keyfile {key}" in conf, "the shipped config's paths changed"
     conf += f"persistence_location {work}/\nlog_dest file {work / 'mosquitto.log'}\n"
     if os.geteuid() == 0:

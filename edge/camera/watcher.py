@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ MAX_BACKOFF_S = 30.0
 KEEP_REFERENCE_EVERY_S = 300.0
 STALE_REQUEST_S = 5.0  # a snapshot request not served within before_s + after_s + this is dropped
 MAX_PENDING_AFTER = 64
+FPS_WINDOW_S = 10.0  # `fps()` counts the frames analysed in this window
 # The analysis is a few small images a frame: OpenCV's thread pool would only add wake-ups and per-thread
 # memory on a Pi that also decodes video.
 cv2.setNumThreads(1)
@@ -83,6 +85,8 @@ class CameraWatcher:
         self.online: bool | None = None  # None until the first frame or the first offline verdict
         self.frames_read = 0
         self.frames_analysed = 0
+        self._analysed_at: deque[float] = deque(maxlen=int(settings.fps * FPS_WINDOW_S * 1.5) + 10)
+        self._started_at = clock.mono()
         self.analyse_seconds = 0.0
         self.snapshots_sent = 0
 
@@ -95,7 +99,7 @@ class CameraWatcher:
         return f"{self.settings.id}/tamper"
 
     def start(self) -> None:
-        self._last_frame_at = self._clock.mono()
+        self._last_frame_at = self._started_at = self._clock.mono()
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.id}", daemon=True)
         self._thread.start()
         self._supervisor = threading.Thread(target=self._supervise, name=f"camera-{self.id}-offline", daemon=True)
@@ -128,6 +132,13 @@ class CameraWatcher:
                 f"camera_online.{self.id}": 1.0 if self.online else 0.0,
                 f"camera_frames.{self.id}": float(self.frames_analysed),
                 f"camera_ms.{self.id}": round(1000 * self.analyse_seconds / analysed, 3)}
+
+    def fps(self) -> float:
+        """Frames analysed per second over the last FPS_WINDOW_S seconds (since the start, if shorter)."""
+        now = self._clock.mono()
+        recent = sum(1 for t in tuple(self._analysed_at) if now - t <= FPS_WINDOW_S)
+        span = min(FPS_WINDOW_S, now - self._started_at)
+        return round(recent / span, 2) if span > 0 else 0.0
 
     # --- the thread ------------------------------------------------------------------------------------------
 
@@ -209,6 +220,7 @@ class CameraWatcher:
         signals = self.analyser.analyse(frame, now, local_time)
         self.analyse_seconds += time.perf_counter() - started
         self.frames_analysed += 1
+        self._analysed_at.append(now)
         with self._level_lock:
             self._level = max(self._level, self.analyser.take_level())
         # The ring keeps frames at the snapshot width: a 1080p stream would otherwise hold 6 MB a frame.
