@@ -5,34 +5,37 @@ Rule ids, severities and the Chinese titles the console shows are defined here, 
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from server.i18n import N_
 from server.inventory import VenueInfo
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
 SEVERITY_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}  # 0 is the most severe
 
-# Default severity and Chinese title per rule; severities can be changed per rule in the server config.
+# Default severity and Chinese title per rule; severities can be changed per rule in the server config. N_ puts
+# the titles in the catalog (server/i18n.py): the console, messages and reports translate them where shown.
 RULES: dict[str, tuple[Severity, str]] = {
-    "door_after_hours": ("critical", "非开放时段开门"),
-    "door_held_open": ("high", "门未关（非开放时段）"),
-    "motion_armed": ("high", "布防时段移动侦测"),
-    "camera_tamper": ("high", "摄像头被破坏"),
-    "camera_offline": ("medium", "视频丢失"),
-    "device_offline": ("medium", "设备离线"),
-    "data_gap": ("medium", "数据缺失"),
-    "data_lost": ("medium", "数据缺失（设备缓存溢出）"),
-    "clock_skew": ("low", "时钟偏差"),
-    "sensor_fault": ("low", "传感器故障"),
-    "venue_not_opened": ("medium", "未按时开放"),
-    "shift_unstaffed": ("high", "值班无人签到"),
+    "door_after_hours": ("critical", N_("非开放时段开门")),
+    "door_held_open": ("high", N_("门未关（非开放时段）")),
+    "motion_armed": ("high", N_("布防时段移动侦测")),
+    "camera_tamper": ("high", N_("摄像头被破坏")),
+    "camera_offline": ("medium", N_("视频丢失")),
+    "device_offline": ("medium", N_("设备离线")),
+    "data_gap": ("medium", N_("数据缺失")),
+    "data_lost": ("medium", N_("数据缺失（设备缓存溢出）")),
+    "clock_skew": ("low", N_("时钟偏差")),
+    "sensor_fault": ("low", N_("传感器故障")),
+    "venue_not_opened": ("medium", N_("未按时开放")),
+    "shift_unstaffed": ("high", N_("值班无人签到")),
 }
-TAMPER_STATES = {"covered": "遮挡", "defocused": "失焦", "moved": "移位", "frozen": "画面冻结"}
+TAMPER_STATES = {"covered": N_("遮挡"), "defocused": N_("失焦"), "moved": N_("移位"), "frozen": N_("画面冻结")}
 
 # Is the venue armed (布防) at this moment? The calendar decides, unless staff armed or disarmed it for a
 # period (server/arming.py). Passed in, so the rules stay pure.
@@ -244,13 +247,20 @@ def door_chatter(door: DoorFact, venue: VenueInfo, recent_changes: Sequence[date
     `recent_changes` are this sensor's change times, this one included. It fires when a burst reaches
     `max_changes`, not on every change after that (a contact rattling all night is one alert, and not
     thousands of writes); a later burst adds to the open alert. Staff resolve it once the contact is fixed.
+
+    Changes may arrive out of order (a backlog, or several ingest processes), so "reaches" is judged over
+    every window that holds this change, not only the one ending at it: the change that completes a burst
+    may be an earlier one arriving last.
     """
-    inside = [t for t in recent_changes if door.occurred_at - window < t <= door.occurred_at]
-    if len(inside) != max_changes:
+    at = door.occurred_at
+    times = sorted(recent_changes)
+    ends = times[bisect_left(times, at):bisect_left(times, at + window)]  # windows (end - window, end] with `at`
+    inside = max((bisect_right(times, end) - bisect_right(times, end - window) for end in ends), default=0)
+    if inside != max_changes:
         return None
     return OpenAlert(rule="sensor_fault", venue_id=venue.id, key=f"sensor_fault:{door.device}:{door.sensor}",
                      at=door.occurred_at, device=door.device, sensor=door.sensor, event_ids=(door.event_id,),
-                     detail={"fault": "chatter", "changes": len(inside), "window_s": int(window.total_seconds())},
+                     detail={"fault": "chatter", "changes": inside, "window_s": int(window.total_seconds())},
                      accumulate=True)
 
 

@@ -12,14 +12,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, insert, select, update
 
 from server import audit
+from server.i18n import N_
 from server.inventory import Inventory
 from server.store import api_tokens, users
 
 ROLES = {
-    "county_admin": "县级管理员",
-    "county_reviewer": "县级督查（只读）",
-    "township_duty": "乡镇值班人员",
-    "village_viewer": "村级查看",
+    "county_admin": N_("县级管理员"),
+    "county_reviewer": N_("县级督查（只读）"),
+    "township_duty": N_("乡镇值班人员"),
+    "village_viewer": N_("村级查看"),
 }
 SCOPED_ROLES = {"township_duty": "township", "village_viewer": "village"}
 WRITE_ROLES = {"county_admin", "township_duty"}

@@ -6,6 +6,7 @@ The PDF is the HTML printed by WeasyPrint, so the two cannot disagree; the CSV i
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Callable
 from datetime import datetime
@@ -15,18 +16,18 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from server.i18n import Text, translations
 from server.reports import charts
 from server.reports.text import filters, outcome_name, words
 from server.rules import TAMPER_STATES
+from server.vocab import tamper_name
 
 # A county day with thousands of alerts lists the first ones (the CSV and JSON up to MAX_LISTED). Print is
 # shorter than the screen: a PDF of 300 venues must stay a document people read (and print in seconds).
 SCREEN = {"alerts": 500, "events": 300, "charts": "svg"}
 PRINT = {"alerts": 120, "events": 60, "charts": "png"}
 MAX_THUMB_EVENTS = 40
-_TAMPER_EN = {"covered": "covered", "defocused": "defocused", "moved": "moved", "frozen": "frozen picture"}
-_ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                   autoescape=select_autoescape(["html"]), trim_blocks=False)
+_TEMPLATES = Path(__file__).parent / "templates"
 
 SnapshotSource = Callable[[str], str | None]  # snapshot id -> URL or file:// path; None: not available
 
@@ -35,29 +36,41 @@ def api_snapshot_url(snapshot_id: str) -> str:
     return f"/api/v1/snapshots/{snapshot_id}.jpg"
 
 
-def _local(iso: str, tz: ZoneInfo, fmt: str = "%H:%M:%S") -> str:
-    return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt)
+@functools.cache
+def _env(lang: str, tz: ZoneInfo) -> Environment:
+    """The template environment of one language: its catalog for `_()` and its filters. One per language, not
+    an overlay of a shared one: a Chinese and an English report printed at once must not mix their words."""
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html"]),
+                      trim_blocks=False, extensions=["jinja2.ext.i18n"])
+    env.install_gettext_translations(translations(Text(lang).lang), newstyle=True)  # type: ignore[attr-defined]
+    env.filters.update(filters(lang, tz))
+    return env
+
+
+def _local(iso: str, t: Text, width: str = "time") -> str:
+    return t.datetime(datetime.fromisoformat(iso), width)
 
 
 def context(report: dict[str, Any], lang: str, tz: ZoneInfo, snapshot_src: SnapshotSource,
             limits: dict[str, Any] = SCREEN) -> dict[str, Any]:
     """Figures plus what people read: local times, chart SVGs, thumbnails, capped lists."""
     w = words(lang)
+    t = Text(lang, tz)
     r = dict(report)
-    r["built_local"] = _local(r["built_at"], tz, "%Y-%m-%d %H:%M")
+    r["built_local"] = _local(r["built_at"], t, "datetime")
     totals = r["summary"]
     r["more"] = {"alerts": max(0, totals["alerts"] - min(len(r["alerts"]), limits["alerts"])),
                  "after_hours": max(0, totals["after_hours_doors"] - min(len(r["after_hours"]), limits["events"])),
                  "tamper": max(0, totals["tamper_events"] - min(len(r["tamper"]), limits["events"]))}
-    r["alerts"] = [{**a, "opened_local": _local(a["opened_at"], tz)} for a in r["alerts"][:limits["alerts"]]]
+    r["alerts"] = [{**a, "opened_local": _local(a["opened_at"], t)} for a in r["alerts"][:limits["alerts"]]]
     for key in ("after_hours", "tamper"):
         rows = []
         for i, e in enumerate(r[key][:limits["events"]]):
             thumbs = [s for s in (snapshot_src(x) for x in e["snapshots"][:3]) if s] if i < MAX_THUMB_EVENTS else []
-            rows.append({**e, "at_local": _local(e["at"], tz), "thumbs": thumbs})
+            rows.append({**e, "at_local": _local(e["at"], t), "thumbs": thumbs})
         r[key] = rows
-    r["duty"] = [{**d, "handovers": [{**h, "at_local": _local(h["at"], tz, "%H:%M")} for h in d["handovers"]],
-                  "checkin_lines": [f"{s['name']} {c['user']} {_local(c['at'], tz, '%H:%M')}"
+    r["duty"] = [{**d, "handovers": [{**h, "at_local": _local(h["at"], t, "hm")} for h in d["handovers"]],
+                  "checkin_lines": [f"{s['name']} {c['user']} {_local(c['at'], t, 'hm')}"
                                     for s in d["shift_list"] for c in s["checkins"]]} for d in r["duty"]]
     venues = report["venues"]
     label = (lambda v: v["name"]) if len(venues) <= 40 else None
@@ -73,7 +86,7 @@ def context(report: dict[str, Any], lang: str, tz: ZoneInfo, snapshot_src: Snaps
     fmt = limits["charts"]
     return {
         "r": r, "w": w, "lang": lang,
-        "tamper_names": TAMPER_STATES if lang == "zh" else _TAMPER_EN,
+        "tamper_names": {state: tamper_name(state, t) for state in TAMPER_STATES},
         "charts": {
             "hourly": charts.bars(w["chart_hourly"], hours, report["alerts_per_hour"], fmt=fmt),
             "availability": charts.bars(w["chart_availability"], names, avail, percent=True, horizontal=True,
@@ -99,13 +112,11 @@ def _by_township(venues: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def html(report: dict[str, Any], lang: str, tz: ZoneInfo, snapshot_src: SnapshotSource = api_snapshot_url,
          limits: dict[str, Any] = SCREEN) -> str:
-    return _render("report.html", context(report, lang, tz, snapshot_src, limits), lang)
+    return _render("report.html", context(report, lang, tz, snapshot_src, limits), lang, tz)
 
 
-def _render(name: str, ctx: dict[str, Any], lang: str) -> str:
-    env = _ENV.overlay()
-    env.filters.update(filters(lang))
-    return env.get_template(name).render(**ctx)
+def _render(name: str, ctx: dict[str, Any], lang: str, tz: ZoneInfo) -> str:
+    return _env(lang, tz).get_template(name).render(**ctx)
 
 
 def pdf(html_text: str, base_url: str | None = None) -> bytes:
@@ -165,9 +176,9 @@ def review_html(review: dict[str, Any], lang: str, tz: ZoneInfo, title: str, bui
     series = {w["availability"]: [d.get("availability") for d in review["trend"]],
               w["compliance"]: [d.get("compliance") for d in review["trend"]]}
     ctx = {"v": review, "w": w, "lang": lang, "title": title,
-           "built_local": built_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+           "built_local": Text(lang, tz).datetime(built_at),
            "charts": {"trend": charts.lines(w["trend"], days, series, percent=True, fmt="png")}}
-    return _render("review.html", ctx, lang)
+    return _render("review.html", ctx, lang, tz)
 
 
 def review_csv(review: dict[str, Any]) -> str:

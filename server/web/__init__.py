@@ -65,6 +65,7 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
         auth,
         console,
         dutyapi,
+        i18n,
         ops,
         reportsapi,
         seriesapi,
@@ -76,6 +77,7 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
     app.register_blueprint(dutyapi.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(reportsapi.bp)
+    i18n.init_app(app)
     app.before_request(auth.load_user)
     app.after_request(_security_headers)
     return app

@@ -14,6 +14,7 @@ from server.alerts import OUTCOMES, STATUSES, LifecycleError
 from server.openapi import OPENAPI
 from server.store import devices, events, sensor_states, streams
 from server.web.auth import api_login_required, can_see, can_see_alert, scope, services
+from server.web.i18n import outcome_labels
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -135,7 +136,8 @@ def resolve(alert_id: int) -> Any:
 @bp.route("/outcomes")
 @api_login_required
 def outcomes() -> Any:
-    return {"outcomes": [{"id": k, "label": v} for k, v in OUTCOMES.items()]}
+    # Labels in the console's language (the vw_lang cookie); API clients get the Chinese.
+    return {"outcomes": [{"id": k, "label": label} for k, label in outcome_labels().items()]}
 
 
 def venue_states(venue_ids: list[str]) -> dict[str, dict[str, Any]]:

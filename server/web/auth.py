@@ -10,6 +10,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 
 from server import audit
 from server.users import User, authenticate, get_user, user_for_token, visible_venues
@@ -45,7 +46,7 @@ def csrf_token() -> str:
     return token
 
 
-def _csrf_ok() -> bool:
+def csrf_ok() -> bool:
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf") or ""
     return bool(session.get("csrf")) and hmac.compare_digest(sent, session["csrf"])
 
@@ -55,7 +56,7 @@ def api_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if g.user is None:
             return {"error": "authentication required", "hint": "send Authorization: Bearer <token>"}, 401
-        if not g.via_token and request.method not in ("GET", "HEAD") and not _csrf_ok():
+        if not g.via_token and request.method not in ("GET", "HEAD") and not csrf_ok():
             return {"error": "missing or wrong CSRF token"}, 403
         return view(*args, **kwargs)
 
@@ -100,15 +101,16 @@ def login() -> Any:
     error = None
     status = 200
     if request.method == "POST":
-        if not _csrf_ok():
-            abort(400, "表单已过期，请刷新页面后重试 (stale form: reload and try again)")
+        if not csrf_ok():
+            abort(400, gettext("表单已过期，请刷新页面后重试") + " (stale form: reload and try again)")
         name = request.form.get("username", "")[:64]
         by_name, by_addr = current_app.extensions["venuewatch.throttle"]
         name_key, addr_key = f"user:{name}", f"addr:{request.remote_addr}"
         wait = max(by_name.retry_after(name_key), by_addr.retry_after(addr_key))
         if wait > 0:
             minutes = int(wait // 60) + 1
-            return render_template("login.html", error=f"登录失败次数过多，请 {minutes} 分钟后再试",
+            return render_template("login.html", error=gettext("登录失败次数过多，请 %(minutes)s 分钟后再试",
+                                                               minutes=minutes),
                                    csrf=csrf_token()), 429
         user = authenticate(services().engine, name, request.form.get("password", ""))
         _audit(name or "?", "login" if user else "login_failed", {"address": request.remote_addr})
@@ -126,12 +128,12 @@ def login() -> Any:
             return redirect(target)
         by_name.failed(name_key)
         by_addr.failed(addr_key)
-        error, status = "用户名或密码错误", 401
+        error, status = gettext("用户名或密码错误"), 401
     return render_template("login.html", error=error, csrf=csrf_token()), status
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
-    if _csrf_ok():
+    if csrf_ok():
         session.clear()
     return redirect(url_for("auth.login"))

@@ -1,4 +1,4 @@
-"""Duty API under /api/v1: shifts (check-in, handover), venue arming, incidents, snapshots.
+"""Duty API under /api/v1: shifts (check-in, handover), venue arming, incidents, snapshots, camera tiles.
 
 Every route needs a login; writes need a role that may act (county_admin, township_duty) and a target
 inside the user's scope. Something outside the scope is reported as not found: its existence must not
@@ -18,7 +18,7 @@ from server import audit
 from server.arming import ArmingError
 from server.calendar import describe_day
 from server.duty import DutyError
-from server.store import snapshots
+from server.store import events, sensor_states, snapshots
 from server.web.api import BadBody, _body, _error, _note
 from server.web.auth import api_login_required, can_see, scope, services
 
@@ -171,3 +171,49 @@ def snapshot_image(device: str, name: str) -> Any:
     response = send_file(row.path, mimetype="image/jpeg", max_age=0)
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+CAMERA_KINDS = ("motion", "tamper", "camera")  # the events whose sensor is a camera
+
+
+def _snapshot_json(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "url": f"/api/v1/snapshots/{row.id}.jpg", "event_id": row.event_id, "kind": row.kind,
+            "state": row.state, "occurred_at": row.occurred_at.isoformat(), "received_at": row.received_at.isoformat()}
+
+
+def _latest_snapshot(conn: Any, device: str, camera: str, sole_camera: bool) -> Any:
+    """The newest picture of one camera. A door opening's pictures do not name their camera (the agent sends
+    them from every camera: docs/protocol.md#camera-pictures), so they count only for a device's sole camera."""
+    e, s = events.c, snapshots.c
+    mine = (e.sensor == camera) & e.kind.in_(CAMERA_KINDS)
+    if sole_camera:
+        mine = mine | (e.kind == "door")
+    return conn.execute(
+        select(s.id, s.event_id, s.received_at, e.kind, e.state, e.occurred_at)
+        .join(events, e.id == s.event_id).where((s.device == device) & mine)
+        .order_by(e.occurred_at.desc(), s.seq.desc()).limit(1)).first()
+
+
+@bp.route("/venues/<venue_id>/cameras")
+@api_login_required
+def venue_cameras(venue_id: str) -> Any:
+    """Each camera of a venue (from the inventory, and any other one that has reported) with its latest state
+    and its latest snapshot: the venue page's camera tiles."""
+    if not can_see(venue_id):
+        return _error(f"venue {venue_id!r} not found", 404)
+    inventory = services().inventory
+    out = []
+    with services().engine.connect() as conn:
+        for device in inventory.venues[venue_id].devices:
+            listed = {c.id: list(c.covers) for c in inventory.device_cameras.get(device, ())}
+            states = {r.sensor: r for r in conn.execute(select(sensor_states).where(
+                (sensor_states.c.device == device) & sensor_states.c.kind.in_(CAMERA_KINDS)))}
+            names = [*listed, *sorted(set(states) - set(listed))]
+            for camera in names:
+                state = states.get(camera)
+                latest = _latest_snapshot(conn, device, camera, sole_camera=len(names) == 1)
+                out.append({"device": device, "camera": camera, "covers": listed.get(camera, []),
+                            "kind": state.kind if state else None, "state": state.state if state else None,
+                            "since": state.since.isoformat() if state else None,
+                            "snapshot": _snapshot_json(latest) if latest else None})
+    return {"venue": venue_id, "cameras": out}

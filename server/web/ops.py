@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response
-from sqlalchemy import func, select
+from flask import Blueprint, Response, current_app
+from sqlalchemy import Connection, func, select
 
-from server.store import alerts, devices, notifications, reports
+from server.store import alerts, devices, notifications, reports, timeseries_outbox
 from server.web.auth import api_login_required, services
 
 bp = Blueprint("ops", __name__)
@@ -67,7 +68,40 @@ def metrics() -> Response:
         _family(out, "venuewatch_report_last_built_timestamp_seconds", "gauge",
                 "when the newest nightly report was built (Unix time; 0: never)",
                 [("", last.timestamp() if last else 0)])
+        _timeseries_outbox(out, conn)
+    _timeseries_writer(out, current_app.extensions.get("venuewatch.timeseries"))
     return Response("\n".join(out) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+def _timeseries_outbox(out: list[str], conn: Connection) -> None:
+    """What waits in `timeseries_outbox`, from the database: right whichever process drains it."""
+    rows, oldest = conn.execute(select(func.count(), func.min(timeseries_outbox.c.created_at))).one()
+    _family(out, "venuewatch_timeseries_outbox_rows", "gauge",
+            "line-protocol lines waiting in the outbox for the time-series server", [("", rows)])
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0
+    _family(out, "venuewatch_timeseries_outbox_oldest_age_seconds", "gauge",
+            "age of the oldest line waiting in the outbox (0: none waits)", [("", max(age, 0))])
+
+
+def _timeseries_writer(out: list[str], writer: Any) -> None:
+    """The outbox writer's counters since this process started; absent where the writer runs elsewhere
+    (the scheduler role) or time series are off."""
+    if writer is None:
+        return
+    counts = writer.counters()
+    for name, key, text in (
+            ("venuewatch_timeseries_lines_written_total", "written", "lines the time-series server accepted"),
+            ("venuewatch_timeseries_lines_dropped_total", "dropped",
+             "oldest lines dropped because the outbox passed timeseries.max_outbox_rows"),
+            ("venuewatch_timeseries_lines_refused_total", "refused",
+             "lines the time-series server refused as malformed or too large (dropped)"),
+            ("venuewatch_timeseries_write_failures_total", "failures",
+             "write attempts that failed (server unreachable or an error status); retried with backoff")):
+        _family(out, name, "counter", text, [("", counts[key])])
+    last = counts["last_success_at"]
+    _family(out, "venuewatch_timeseries_last_write_timestamp_seconds", "gauge",
+            "when a write last succeeded (Unix time; 0: not since this process started)",
+            [("", last.timestamp() if last else 0)])
 
 
 def _labels(**values: str) -> str:

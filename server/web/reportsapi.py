@@ -15,6 +15,7 @@ from flask import Blueprint, Response, g, request
 
 from server.reports import render
 from server.reports.review import load_review, month_days, period
+from server.reports.text import monthly_title
 from server.web.api import _error
 from server.web.auth import api_login_required, scope, services
 
@@ -148,7 +149,7 @@ def monthly_review(month: str) -> Any:
         return _error("lang must be zh or en", 400)
     data = load_review(services().engine, services().inventory, month_days(first), None)
     county = services().inventory.county_name
-    title = f"{county} {month} " + ("月度督查报告" if lang == "zh" else "monthly review")
+    title = monthly_title(county, month, lang)
     html_text = render.review_html(data, lang, services().tz, title, datetime.now(UTC))
     response = Response(render.pdf(html_text), mimetype=MIMETYPES["pdf"])
     response.headers["Content-Disposition"] = f'attachment; filename="venuewatch-review-{month}.pdf"'

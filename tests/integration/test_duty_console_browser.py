@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -261,3 +262,45 @@ def test_a_reviewer_sees_shifts_escalation_and_arming_but_no_buttons(duty_server
     page.click("nav a[href='/venues']")
     page.wait_for_selector("tr[data-venue-id=venue-a] .arming-state:has-text('已布防')")
     assert page.query_selector(".arming-controls") is None
+
+
+@pytest.mark.parametrize("duty_server", [{"critical": {"renotify": 0.05, "township": 10, "county": 20}}],
+                         indirect=True)
+def test_the_console_switches_to_english_and_back(duty_server: DutyServer, page, js_errors):
+    """中文 / English in the header: the pages, the duty panel, a live alert's title and its escalation countdown
+    follow the choice, which outlives a page change; 中文 brings the Chinese back."""
+    srv = duty_server
+    log_in(page, srv.url)
+    assert page.get_attribute("html", "lang") == "zh-CN"
+    page.click(".lang-switch button[data-lang=en]")
+    page.wait_for_selector("html[lang=en-GB] #shift-panel:not([hidden]) details.room[data-room-id=t-one-room]")
+    assert page.get_attribute(".lang-switch button[data-lang=en]", "aria-pressed") == "true"
+    assert page.text_content("h1").startswith("Open alerts")
+    assert [a.text_content() for a in page.query_selector_all("header nav a")] == [
+        "Alerts", "Venues", "Reports", "Review"]
+    assert "Current shift: " in page.text_content("#shift-rooms")
+    page.wait_for_selector("#alert-rows tr[data-alert-id]:has-text('Shift unstaffed (nobody checked in)')")
+
+    srv.send("sim-a/event", door_event("sim-a", "open")[2])  # arrives live, no reload
+    row = page.wait_for_selector("#alert-rows tr.sev-critical:has-text('Door opened outside opening hours')",
+                                 timeout=15_000)
+    assert "Critical" in row.text_content() and "Not acknowledged" in row.text_content()
+    assert row.query_selector("button.ack").text_content() == "Acknowledge"
+    countdown = page.wait_for_selector(
+        "#alert-rows tr.sev-critical .countdown:has-text('Escalate to the township leader in ')", timeout=15_000)
+    assert countdown.text_content().startswith("Escalated (reminded again) · ")
+    # Nothing Chinese is left but the names from the inventory.
+    names = re.compile(r"镇t-one|村venue-a|场所venue-a")
+    assert not re.search(r"[\u3000-\u9fff\uff00-\uffef]", names.sub("", row.text_content())), row.text_content()
+
+    page.click("nav a[href='/venues']")
+    venue = page.wait_for_selector("html[lang=en-GB] tr[data-venue-id=venue-a]:has(.door-open)")
+    assert "front: open" in venue.text_content() and "Outside opening hours" in venue.text_content()
+    assert page.text_content("h1") == "Venue status"
+
+    page.click(".lang-switch button[data-lang=zh]")
+    page.wait_for_selector("html[lang=zh-CN] tr[data-venue-id=venue-a]:has(.door-open)")
+    assert page.text_content("h1") == "场所状态" and "front：开门" in page.text_content("tr[data-venue-id=venue-a]")
+    page.click("nav a[href='/']")
+    page.wait_for_selector("#alert-rows tr.sev-critical:has-text('非开放时段开门')")
+    assert page.text_content("h1").startswith("待处理告警")

@@ -1,8 +1,25 @@
-// Shared by the console pages: API calls with the CSRF token, the live stream, small DOM helpers.
+// Shared by the console pages: API calls with the CSRF token, the live stream, small DOM helpers, and the
+// page's language: its words (t), dates and numbers (time, num, pct).
 "use strict";
 
 const VW = (() => {
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+  // The page's strings, translated by the server from its catalog (server/web/jsstrings.py): this file and the
+  // page scripts hold no words of their own.
+  const strings = JSON.parse(document.getElementById("vw-strings")?.textContent || "{}");
+  const locale = document.documentElement.lang || "zh-CN";  // zh-CN or en-GB: Intl formats dates and numbers
+  const timeZone = document.querySelector('meta[name="vw-tz"]')?.content || "Asia/Shanghai";
+
+  // t("countdown", { time: "1:59", what: "…" }): the string of `key` with its {placeholders} filled in.
+  function t(key, params = {}) {
+    const text = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
+    return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
+  }
+
+  // Items joined as the language lists them: 甲、乙 / a, b.
+  function list(items, sep = "list_sep") {
+    return items.join(t(sep));
+  }
 
   async function api(path, options = {}) {
     const init = { credentials: "same-origin", headers: { "Accept": "application/json" }, ...options };
@@ -66,8 +83,23 @@ const VW = (() => {
 
   function time(iso) {
     if (!iso) { return ""; }
-    return new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false });
+    return new Date(iso).toLocaleString(locale, { timeZone, hour12: false });
   }
 
-  return { api, live, el, time };
+  // Intl options in the server's time zone, e.g. zoned({ hour: "2-digit" }).
+  function zoned(options = {}) {
+    return { timeZone, hour12: false, ...options };
+  }
+
+  // 1234.5 → "1,234.5" with `digits` decimals.
+  function num(value, digits = 1) {
+    return value.toLocaleString(locale, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+
+  // A ratio as a percentage with one decimal: 0.953 → "95.3%"; "—" when there is none.
+  function pct(value) {
+    return value === null || value === undefined ? "—" : `${num(value * 100)}%`;
+  }
+
+  return { api, live, el, time, zoned, num, pct, t, list, locale, timeZone };
 })();

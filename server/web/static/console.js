@@ -8,11 +8,11 @@
   const rows = document.getElementById("alert-rows");
   const resolvedRows = document.getElementById("resolved-rows");
   const count = document.getElementById("open-count");
-  const SEVERITY = { critical: "紧急", high: "高", medium: "中", low: "低" };
+  const t = VW.t;
   const RANK = { critical: 0, high: 1, medium: 2, low: 3 };
-  const STATUS = { open: "未确认", acked: "已确认", resolved: "已处置" };
-  const FIRED = { renotify: "已再次提醒", township: "已升级至乡镇", county: "已升级至县" };
-  const HEADINGS = ["时间", "级别", "告警", "场所", "设备/传感器", "状态", "操作"];
+  // A card's labels (narrow screens) are the table's own headings, in the page's language.
+  const HEADINGS = [...document.querySelectorAll("table.alerts:not(.resolved) thead th")].map((th) => th.textContent);
+  const RESOLVED_HEADINGS = [...document.querySelectorAll("table.resolved thead th")].map((th) => th.textContent);
   const alerts = new Map();
   // Typed notes and chosen outcomes per alert: a live alert re-renders the list and must not wipe them.
   const drafts = new Map();
@@ -47,23 +47,38 @@
     return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
   }
 
+  function known(key) {
+    return t(key) !== key;
+  }
+
+  // An alert's title in the page's language, by its rule (the API's title is the Chinese one).
+  function title(a) {
+    const state = a.detail && a.detail.state;
+    if (a.rule === "camera_tamper" && state && known(`tamper_title.${state}`)) { return t(`tamper_title.${state}`); }
+    return known(`rule.${a.rule}`) ? t(`rule.${a.rule}`) : (a.title || a.rule);
+  }
+
+  function firedName(step, fallback) {
+    return known(`fired.${step}`) ? t(`fired.${step}`) : fallback;
+  }
+
   // "1:59 后升级：再次提醒值班人员", "已升级（已再次提醒）· 7:59 后升级至乡镇负责人", "已升级（…）".
   function escalationText(a) {
-    const fired = ((a.incident && a.incident.escalated) || []).map((step) => FIRED[step] || step);
+    const fired = ((a.incident && a.incident.escalated) || []).map((step) => firedName(step, step));
     const next = a.escalation;
     if (next) {
       const left = Math.ceil((Date.parse(next.due_at) - serverNow()) / 1000);
       if (left <= 0) {
         // Due: the server takes the step within seconds and then announces the alert again.
-        fired.push(FIRED[next.step] || next.title);
+        fired.push(firedName(next.step, next.title));
       } else {
-        const what = next.title.startsWith("升级") ? next.title : `升级：${next.title}`;
-        const countdown = `${clock(left)} 后${what}`;
-        return { text: fired.length ? `已升级（${fired.join("、")}）· ${countdown}` : countdown,
+        const what = known(`next.${next.step}`) ? t(`next.${next.step}`) : t("next.other", { title: next.title });
+        const countdown = t("countdown", { time: clock(left), what });
+        return { text: fired.length ? t("escalated_then", { steps: VW.list(fired), countdown }) : countdown,
                  urgent: left <= 60 };
       }
     }
-    return { text: fired.length ? `已升级（${fired.join("、")}）` : "", urgent: false };
+    return { text: fired.length ? t("escalated", { steps: VW.list(fired) }) : "", urgent: false };
   }
 
   function showEscalation(node, alert) {
@@ -101,7 +116,7 @@
 
     function show() {
       button.setAttribute("aria-pressed", String(on));
-      button.title = on ? "紧急告警到达时响铃（再次点击关闭）" : "紧急告警到达时响铃";
+      button.title = on ? t("sound.title_on") : t("sound.title");
     }
 
     // Three short beeps, generated here: no audio file to ship, nothing the CSP must allow.
@@ -155,29 +170,29 @@
   // The controls of one alert: acknowledge, the details toggle (`more`), resolve; in that order on screen.
   function actions(alert, incidentLead, more) {
     if (!config.canAct || alert.status === "resolved") { return [more]; }
-    if (!hasVenue(alert)) { return [VW.el("div", { class: "alert-notes" }, "值班人员签到后自动恢复"), more]; }
+    if (!hasVenue(alert)) { return [VW.el("div", { class: "alert-notes" }, t("self_resolving")), more]; }
     const saved = draft(alert);
-    const note = VW.el("input", { type: "text", placeholder: "备注（可不填）", "aria-label": "备注", class: "note",
-                                  maxlength: "2000", oninput: () => { saved.note = note.value; } });
+    const note = VW.el("input", { type: "text", placeholder: t("note.placeholder"), "aria-label": t("note.label"),
+                                  class: "note", maxlength: "2000", oninput: () => { saved.note = note.value; } });
     note.value = saved.note;
     const controls = [note];
     if (alert.status === "open") {
       controls.push(VW.el("button", { type: "button", class: "ack",
-        onclick: (ev) => act(ev.target, `/alerts/${alert.id}/ack`, { note: note.value }, alert) }, "确认"));
+        onclick: (ev) => act(ev.target, `/alerts/${alert.id}/ack`, { note: note.value }, alert) }, t("ack")));
     }
     if (incidentLead) {
-      controls.push(VW.el("button", { type: "button", class: "ack-incident", title: "确认同一事件的全部告警",
+      controls.push(VW.el("button", { type: "button", class: "ack-incident", title: t("ack_incident.title"),
         onclick: (ev) => act(ev.target, `/incidents/${alert.incident_id}/ack`, { note: note.value }, alert) },
-        "全部确认"));
+        t("ack_incident")));
     }
-    const outcome = VW.el("select", { "aria-label": "处置结果", class: "outcome",
+    const outcome = VW.el("select", { "aria-label": t("outcome.label"), class: "outcome",
       onchange: () => { saved.outcome = outcome.value; outcome.classList.remove("missing"); } });
     outcome.innerHTML = document.getElementById("outcome-options").innerHTML;
     outcome.value = saved.outcome;
     const resolve = VW.el("button", { type: "button", class: "resolve", onclick: (ev) => {
       if (!outcome.value) { outcome.focus(); outcome.classList.add("missing"); return; }
       act(ev.target, `/alerts/${alert.id}/resolve`, { outcome: outcome.value, note: note.value }, alert);
-    } }, "处置");
+    } }, t("resolve"));
     return [...controls, more, VW.el("div", { class: "resolve-group" }, outcome, resolve)];
   }
 
@@ -190,7 +205,7 @@
       changed.forEach(upsert);
       if (!changed.length) { render(); }  // someone else was quicker: re-enable the button
     } catch (err) {
-      window.alert("操作失败：" + err.message);
+      window.alert(t("op_failed", { error: err.message }));
       reload();
     }
   }
@@ -199,11 +214,12 @@
 
   // Today's alerts show the time only, older ones the date too; the full time is in the tooltip.
   function shortTime(iso) {
-    const zone = { timeZone: "Asia/Shanghai", hour12: false };
+    const zone = VW.zoned();
     const at = new Date(iso);
-    const today = at.toLocaleDateString("zh-CN", zone) === new Date(serverNow()).toLocaleDateString("zh-CN", zone);
-    return today ? at.toLocaleTimeString("zh-CN", zone)
-      : at.toLocaleString("zh-CN", { ...zone, month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    const today = at.toLocaleDateString(VW.locale, zone) === new Date(serverNow()).toLocaleDateString(VW.locale, zone);
+    return today ? at.toLocaleTimeString(VW.locale, zone)
+      : at.toLocaleString(VW.locale,
+                          VW.zoned({ month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" }));
   }
 
   function where(a) {
@@ -214,17 +230,19 @@
   function notes(a) {
     const d = a.detail || {};
     const out = [];
-    if (d.late) { out.push(`迟报：发生于 ${VW.time(d.occurred_at)}，${d.late_minutes} 分钟后才收到`); }
+    if (d.late) { out.push(t("late", { time: VW.time(d.occurred_at), minutes: d.late_minutes })); }
     if (d.time_source === "estimated" || d.time_source === "approximate") {
-      out.push(d.time_source === "estimated" ? "设备时钟未同步，时间为估算" : "设备时钟未同步，时间为近似值");
+      out.push(t(d.time_source === "estimated" ? "time_estimated" : "time_approximate"));
     }
-    if (d.drops > 1) { out.push(`掉线 ${d.drops} 次${d.flapping ? "，网络不稳定" : ""}`); }
-    if (d.reason === "silent") { out.push("心跳中断"); }
-    if (d.skew_s !== undefined) { out.push(`设备时钟偏差 ${Math.round(d.skew_s)} 秒`); }
-    if (d.missing) { out.push(`缺失 ${d.missing} 条`); }
-    if (a.rule === "motion_armed" && d.count) { out.push(`移动侦测 ${d.count} 次`); }
-    if (a.rule === "shift_unstaffed" && d.shift) { out.push(`${d.room_name || ""} ${d.shift}无人签到`); }
-    return out.length ? VW.el("div", { class: "alert-notes" }, out.join("；")) : null;
+    if (d.drops > 1) { out.push(t(d.flapping ? "drops_flapping" : "drops", { n: d.drops })); }
+    if (d.reason === "silent") { out.push(t("silent")); }
+    if (d.skew_s !== undefined) { out.push(t("device_skew", { s: Math.round(d.skew_s) })); }
+    if (d.missing) { out.push(t("missing", { n: d.missing })); }
+    if (a.rule === "motion_armed" && d.count) { out.push(t("motion_count", { n: d.count })); }
+    if (a.rule === "shift_unstaffed" && d.shift) {
+      out.push(t("unstaffed", { room: d.room_name || "", shift: d.shift }));
+    }
+    return out.length ? VW.el("div", { class: "alert-notes" }, VW.list(out, "item_sep")) : null;
   }
 
   // The incidents on screen: size (the largest count any member reported) and the open members.
@@ -242,14 +260,15 @@
 
   function incidentLabel(a, incident) {
     if (!incident || incident.size < 2) { return null; }
-    return VW.el("div", { class: "incident", "data-incident-id": a.incident_id }, `同一事件 ${incident.size} 条`);
+    return VW.el("div", { class: "incident", "data-incident-id": a.incident_id },
+                 t("incident_size", { n: incident.size }));
   }
 
   function detailsButton(a) {
     const open = details.has(a.id);
     return VW.el("button", { type: "button", class: "details", "aria-expanded": String(open),
                              "aria-controls": `details-${a.id}`, onclick: () => toggleDetails(a) },
-                 open ? "收起详情" : "详情");
+                 t(open ? "details.hide" : "details.show"));
   }
 
   function cell(index, ...children) {
@@ -262,12 +281,14 @@
     const lead = Boolean(config.canAct && incident && incident.open.length > 1 && incident.open[0] === a);
     return VW.el("tr", { "data-alert-id": a.id, class: `sev-${a.severity} st-${a.status}` },
       cell(0, VW.el("time", { datetime: a.opened_at, title: VW.time(a.opened_at) }, shortTime(a.opened_at))),
-      cell(1, VW.el("span", { class: `badge sev-${a.severity}` }, SEVERITY[a.severity] || a.severity)),
-      cell(2, VW.el("div", { class: "alert-title" }, a.title || a.rule), notes(a), countdown,
+      cell(1, VW.el("span", { class: `badge sev-${a.severity}` },
+                    known(`severity.${a.severity}`) ? t(`severity.${a.severity}`) : a.severity)),
+      cell(2, VW.el("div", { class: "alert-title" }, title(a)), notes(a), countdown,
            incidentLabel(a, incident)),
       cell(3, where(a)),
       cell(4, [a.device, a.sensor].filter(Boolean).join(" / ")),
-      cell(5, STATUS[a.status] + (a.acked_by ? `（${a.acked_by}）` : "")),
+      cell(5, a.acked_by ? t("status_by", { status: t(`status.${a.status}`), user: a.acked_by })
+        : t(`status.${a.status}`)),
       cell(6, VW.el("div", { class: "actions" }, ...actions(a, lead, detailsButton(a)))));
   }
 
@@ -277,13 +298,10 @@
   }
 
   function resolvedRow(a) {
-    const outcome = config.outcomes[a.outcome] || (a.outcome === "condition_cleared" ? "已自动恢复" : a.outcome);
+    const outcome = config.outcomes[a.outcome] || (a.outcome === "condition_cleared" ? t("outcome.auto") : a.outcome);
+    const td = (i, ...children) => VW.el("td", { "data-label": RESOLVED_HEADINGS[i] }, ...children);
     return VW.el("tr", { "data-alert-id": a.id },
-      VW.el("td", { "data-label": "时间" }, VW.time(a.resolved_at)),
-      VW.el("td", { "data-label": "告警" }, a.title || a.rule),
-      VW.el("td", { "data-label": "场所" }, where(a)),
-      VW.el("td", { "data-label": "处置结果" }, outcome),
-      VW.el("td", { "data-label": "处置人" }, a.resolved_by || ""));
+      td(0, VW.time(a.resolved_at)), td(1, title(a)), td(2, where(a)), td(3, outcome), td(4, a.resolved_by || ""));
   }
 
   // A re-render replaces the rows: put keyboard focus back on the same control of the same alert.
@@ -310,26 +328,24 @@
     const shown = active.flatMap((a) => (details.has(a.id) ? [row(a, incidents.get(a.incident_id)), detailsRow(a)]
       : [row(a, incidents.get(a.incident_id))]));
     rows.replaceChildren(...(active.length ? shown
-      : [VW.el("tr", { class: "empty" }, VW.el("td", { colspan: 7 }, "当前没有待处理告警"))]));
+      : [VW.el("tr", { class: "empty" }, VW.el("td", { colspan: 7 }, t("no_alerts")))]));
     resolvedRows.replaceChildren(...all.filter((a) => a.status === "resolved").slice(0, 20).map(resolvedRow));
     const total = Math.max(active.length, totalActive);
     count.textContent = String(total);
-    count.title = total > active.length ? `显示最新 ${active.length} 条，共 ${total} 条` : "";
-    document.title = (total ? `(${total}) ` : "") + "告警 · venuewatch";
+    count.title = total > active.length ? t("showing", { shown: active.length, total }) : "";
+    document.title = `${total ? `(${total}) ` : ""}${t("page_title")} · venuewatch`;
     refocus(spot);
   }
 
   // --- details: the venue's recent events and the alert's snapshots ------------------------------------
 
-  const KIND = { door: "门磁", motion: "移动侦测", tamper: "摄像头", camera: "摄像头", button: "按钮", system: "系统" };
-  const STATE = { open: "开门", closed: "关门", start: "开始", end: "结束", covered: "遮挡", defocused: "失焦",
-                  moved: "移位", frozen: "画面冻结", clear: "恢复正常", online: "在线", offline: "离线" };
+  const word = (prefix, id) => (known(`${prefix}.${id}`) ? t(`${prefix}.${id}`) : id);
 
   function toggleDetails(a) {
     if (details.has(a.id)) {
       details.delete(a.id);
     } else {
-      const panel = VW.el("div", { class: "details-panel" }, "加载中…");
+      const panel = VW.el("div", { class: "details-panel" }, t("loading"));
       details.set(a.id, panel);
       fillDetails(panel, a);
     }
@@ -339,20 +355,21 @@
   async function fillDetails(panel, a) {
     const [events, pictures] = await Promise.all([recentEvents(a), snapshots(a)]);
     panel.replaceChildren(
-      VW.el("section", { class: "recent-events" }, VW.el("h3", {}, "场所最近事件"), events),
-      VW.el("section", { class: "snapshots" }, VW.el("h3", {}, "抓拍"), pictures));
+      VW.el("section", { class: "recent-events" }, VW.el("h3", {}, t("recent_events")), events),
+      VW.el("section", { class: "snapshots" }, VW.el("h3", {}, t("snapshots")), pictures));
   }
 
   async function recentEvents(a) {
-    if (!hasVenue(a)) { return VW.el("p", {}, "无场所事件"); }
+    if (!hasVenue(a)) { return VW.el("p", {}, t("no_venue_events")); }
     try {
       const data = await VW.api(`/events?venue=${encodeURIComponent(a.venue)}`);
       const mine = new Set(a.event_ids || []);
       const items = data.events.slice(0, 10).map((e) => VW.el("li", { class: mine.has(e.id) ? "this-alert" : "" },
-        `${VW.time(e.occurred_at)}　${KIND[e.kind] || e.kind} ${e.sensor}：${STATE[e.state] || e.state}`));
-      return items.length ? VW.el("ol", { class: "event-list" }, ...items) : VW.el("p", {}, "暂无事件");
+        t("event_line", { time: VW.time(e.occurred_at), kind: word("kind", e.kind), sensor: e.sensor,
+                          state: word("state", e.state) })));
+      return items.length ? VW.el("ol", { class: "event-list" }, ...items) : VW.el("p", {}, t("no_events"));
     } catch (err) {
-      return VW.el("p", { class: "error" }, "事件加载失败：" + err.message);
+      return VW.el("p", { class: "error" }, t("events_failed", { error: err.message }));
     }
   }
 
@@ -362,12 +379,13 @@
     try {
       const lists = await Promise.all(ids.map((id) => VW.api(`/events/${encodeURIComponent(id)}/snapshots`)));
       const shots = lists.flatMap((l) => l.snapshots);
-      if (!shots.length) { return VW.el("p", { class: "no-snapshot" }, "无抓拍"); }
+      if (!shots.length) { return VW.el("p", { class: "no-snapshot" }, t("no_snapshot")); }
       return VW.el("div", { class: "thumbs" }, ...shots.map((s) =>
-        VW.el("a", { href: s.url, target: "_blank", rel: "noopener", title: "查看原图" },
-          VW.el("img", { class: "thumb", src: s.url, alt: `抓拍 ${VW.time(s.received_at)}`, loading: "lazy" }))));
+        VW.el("a", { href: s.url, target: "_blank", rel: "noopener", title: t("view_original") },
+          VW.el("img", { class: "thumb", src: s.url, alt: t("snapshot_alt", { time: VW.time(s.received_at) }),
+                         loading: "lazy" }))));
     } catch (err) {
-      return VW.el("p", { class: "error" }, "抓拍加载失败：" + err.message);
+      return VW.el("p", { class: "error" }, t("snapshots_failed", { error: err.message }));
     }
   }
 

@@ -10,21 +10,22 @@
   const drafts = new Map();  // room id → handover text being written: a refresh must not wipe it
   const FOLD_KEY = "vw.room-open.";  // + room id: "open" or "closed", as the user left the card
   const errors = new Map();  // room id → the last failed action's message
+  const t = VW.t;
   let rooms = new Map();
   let me = "";
 
   function hhmm(iso) {
-    return new Date(iso).toLocaleTimeString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false,
-                                                        hour: "2-digit", minute: "2-digit" });
+    return new Date(iso).toLocaleTimeString(VW.locale, VW.zoned({ hour: "2-digit", minute: "2-digit" }));
   }
 
   function day(iso) {
-    return new Date(iso).toLocaleDateString("zh-CN", { timeZone: "Asia/Shanghai" });
+    return new Date(iso).toLocaleDateString(VW.locale, VW.zoned());
   }
 
   // "08:00–20:00", or "20:00–次日 08:00" for a shift that runs past midnight.
   function hours(shift) {
-    return `${hhmm(shift.start)}–${day(shift.end) !== day(shift.start) ? "次日 " : ""}${hhmm(shift.end)}`;
+    const end = hhmm(shift.end);
+    return `${hhmm(shift.start)}–${day(shift.end) !== day(shift.start) ? t("duty.next_day", { time: end }) : end}`;
   }
 
   function isOn(shift) {
@@ -34,48 +35,52 @@
   function staffList(shift) {
     return VW.el("ul", { class: "staff-list" }, ...shift.staff.map((p) => {
       const checked = shift.checked_in.includes(p.user);
-      const name = p.user === me ? `${p.name}（我）` : p.name;
+      const name = p.user === me ? t("duty.me", { name: p.name }) : p.name;
       return VW.el("li", { class: checked ? "staff checked-in" : "staff", "data-user": p.user },
-        checked ? `✓ ${name} 已签到` : `${name} 未签到`);
+        t(checked ? "duty.checked_in" : "duty.not_checked_in", { name }));
     }));
   }
 
   function currentShift(room, shift) {
     const canCheckIn = config.canAct && isOn(shift) && !shift.checked_in.includes(me);
     return VW.el("div", { class: "shift current-shift" },
-      VW.el("div", { class: "shift-name" }, `当前班次：${shift.name} ${hours(shift)}`),
+      VW.el("div", { class: "shift-name" }, t("duty.current_shift", { name: shift.name, hours: hours(shift) })),
       staffList(shift),
       canCheckIn ? VW.el("button", { type: "button", class: "checkin primary",
-                                     onclick: (ev) => checkin(ev.target, room) }, "签到") : null);
+                                     onclick: (ev) => checkin(ev.target, room) }, t("duty.checkin")) : null);
   }
 
   function nextShift(room) {
     if (!room.next.length) { return null; }
-    return VW.el("p", { class: "next-shift" }, "下一班：" + room.next.map((s) =>
-      `${s.name} ${hours(s)}（${s.staff.map((p) => p.name).join("、")}）`).join("；"));
+    const shifts = room.next.map((s) =>
+      t("duty.shift_staff", { name: s.name, hours: hours(s), staff: VW.list(s.staff.map((p) => p.name)) }));
+    return VW.el("p", { class: "next-shift" }, t("duty.next_shift", { shifts: VW.list(shifts, "item_sep") }));
   }
 
   function handoverNotes(room) {
-    if (!room.handover.length) { return VW.el("p", { class: "muted" }, "暂无交班记录"); }
+    if (!room.handover.length) { return VW.el("p", { class: "muted" }, t("duty.no_handover")); }
     return VW.el("ul", { class: "handover-notes" }, ...room.handover.map((n) => VW.el("li", {},
-      VW.el("div", { class: "note-meta" }, `${n.name} · ${VW.time(n.at)}${n.from_previous_shift ? " · 上一班" : ""}`),
+      VW.el("div", { class: "note-meta" },
+            t(n.from_previous_shift ? "duty.note_meta_previous" : "duty.note_meta",
+              { name: n.name, time: VW.time(n.at) })),
       VW.el("div", { class: "note-text" }, n.text))));
   }
 
   function handoverForm(room, mine) {
     if (!config.canAct) { return null; }
-    const text = VW.el("textarea", { class: "handover-text", rows: "2", maxlength: "4000", "aria-label": "交班记录内容",
-                                     placeholder: "本班情况、未处置的告警、钥匙和设备交接…",
+    const text = VW.el("textarea", { class: "handover-text", rows: "2", maxlength: "4000",
+                                     "aria-label": t("duty.handover_label"),
+                                     placeholder: t("duty.handover_placeholder"),
                                      oninput: () => drafts.set(room.id, text.value) });
     text.value = drafts.get(room.id) || "";
     const form = VW.el("div", { class: "handover-form" }, text,
       VW.el("button", { type: "button", class: "handover-submit", onclick: (ev) => handover(ev.target, room, text) },
-            "提交交班记录"));
+            t("duty.handover_submit")));
     // Someone not on this room's shift now (a county admin; the officer whose shift just ended) may still
     // write one, but the form should not take up their screen.
     if (mine) { return form; }
-    const more = VW.el("details", { class: "handover-more" }, VW.el("summary", { class: "handover-open" }, "写交班记录"),
-                       form);
+    const more = VW.el("details", { class: "handover-more" },
+                       VW.el("summary", { class: "handover-open" }, t("duty.handover_open")), form);
     more.open = Boolean(text.value);  // a refresh must not fold away a note being written
     return more;
   }
@@ -83,11 +88,11 @@
   function summary(room) {
     const staff = room.current.flatMap((s) => s.staff);
     const checked = room.current.reduce((n, s) => n + s.checked_in.length, 0);
-    const shifts = room.current.map((s) => `${s.name} ${hours(s)}`).join("、") || "当前无排班";
+    const shifts = VW.list(room.current.map((s) => `${s.name} ${hours(s)}`)) || t("duty.no_shift");
     return VW.el("summary", { class: "room-head" },
       VW.el("span", { class: "room-name" }, room.name),
       VW.el("span", { class: checked || !staff.length ? "room-status" : "room-status unstaffed" },
-        `${shifts}${staff.length ? ` · 已签到 ${checked}/${staff.length}` : ""}`));
+        staff.length ? t("duty.checked_count", { shifts, n: checked, total: staff.length }) : shifts));
   }
 
   function roomCard(room) {
@@ -95,11 +100,11 @@
     const error = errors.get(room.id);
     const shifts = VW.el("div", { class: "room-shifts" },
       ...(room.current.length ? room.current.map((s) => currentShift(room, s))
-        : [VW.el("p", { class: "warning" }, "当前无排班")]),
+        : [VW.el("p", { class: "warning" }, t("duty.no_shift"))]),
       error ? VW.el("p", { class: "form-error", role: "alert" }, error) : null,
-      nextShift(room), room.leader ? VW.el("p", { class: "muted" }, `负责人：${room.leader}`) : null);
+      nextShift(room), room.leader ? VW.el("p", { class: "muted" }, t("duty.leader", { name: room.leader })) : null);
     const notes = VW.el("div", { class: "room-handover" },
-      VW.el("h3", {}, "交班记录"), handoverNotes(room), handoverForm(room, mine));
+      VW.el("h3", {}, t("duty.handover")), handoverNotes(room), handoverForm(room, mine));
     const head = summary(room);
     const card = VW.el("details", { class: "room", "data-room-id": room.id }, head,
       VW.el("div", { class: "room-body" }, shifts, notes));
@@ -140,8 +145,8 @@
     render();
   }
 
-  function fail(room, prefix, err) {
-    errors.set(room.id, prefix + err.message);
+  function fail(room, message) {
+    errors.set(room.id, message);
     render();
   }
 
@@ -150,13 +155,13 @@
     try {
       update(await VW.api(`/duty/${encodeURIComponent(room.id)}/checkin`, { method: "POST", body: {} }));
     } catch (err) {
-      fail(room, "签到失败：", err);
+      fail(room, t("duty.checkin_failed", { error: err.message }));
     }
   }
 
   async function handover(button, room, text) {
     if (!text.value.trim()) {
-      fail(room, "", new Error("请先填写交班记录"));
+      fail(room, t("duty.handover_empty"));
       return;
     }
     button.disabled = true;
@@ -166,13 +171,13 @@
       drafts.delete(room.id);
       update(view);
     } catch (err) {
-      fail(room, "提交失败：", err);
+      fail(room, t("duty.submit_failed", { error: err.message }));
     }
   }
 
   function showHolidayWarning(years) {
     warning.hidden = !years.length;
-    warning.textContent = years.length ? `节假日数据缺失：${years.join("、")} 年（请管理员补充）` : "";
+    warning.textContent = years.length ? t("duty.holiday_missing", { years: VW.list(years) }) : "";
   }
 
   async function reload() {

@@ -9,9 +9,9 @@
   const dayInput = document.getElementById("filter-day");
   const scopeSelect = document.getElementById("filter-scope");
   const langSelect = document.getElementById("filter-lang");
-  const REASON = { nightly: "夜间生成", late_data: "迟到数据重建", manual: "手动重建" };
-  const WEEKDAY = ["周日", "周一", "周二", "周三", "周四", "周五", "周六"];
-  const HEADINGS = ["范围", "版本", "生成时间", "文件"];
+  const t = VW.t;
+  const HEADINGS = [t("col.scope"), t("col.revision"), t("col.built"), t("col.files")];
+  const WEEKDAY = new Intl.DateTimeFormat(VW.locale, { weekday: "short", timeZone: "UTC" });
   // The revision picked per report ("day/scope"): a filter change re-renders and must keep it.
   const picked = new Map();
   let reports = [];
@@ -19,7 +19,11 @@
   // "2026-11-25（周三）": the date is a calendar day, not a moment, so no time zone is involved.
   function dayLabel(day) {
     const [y, m, d] = day.split("-").map(Number);
-    return `${day}（${WEEKDAY[new Date(Date.UTC(y, m - 1, d)).getUTCDay()]}）`;
+    return t("day_label", { day, weekday: WEEKDAY.format(new Date(Date.UTC(y, m - 1, d))) });
+  }
+
+  function reasonName(reason) {
+    return t(`reason.${reason}`) === `reason.${reason}` ? reason : t(`reason.${reason}`);
   }
 
   function fileUrl(r, fmt, revision) {
@@ -31,10 +35,10 @@
   }
 
   function links(r, revision) {
-    const label = revision === r.revision ? "" : `（第 ${revision} 版）`;
+    const tip = revision === r.revision ? t("open_tab") : t("open_tab_revision", { n: revision });
     return [
       VW.el("a", { class: "report-html", href: fileUrl(r, "html", revision), target: "_blank", rel: "noopener",
-                   title: `在新标签页中查看${label}` }, "查看"),
+                   title: tip }, t("view")),
       VW.el("a", { class: "report-pdf", href: fileUrl(r, "pdf", revision), download: "" }, "PDF"),
       VW.el("a", { class: "report-csv", href: fileUrl(r, "csv", revision), download: "" }, "CSV"),
     ];
@@ -45,14 +49,16 @@
     const revision = picked.get(key) || r.revision;
     const files = VW.el("span", { class: "report-links" }, ...links(r, revision));
     if (r.revisions.length < 2) { return files; }
-    const select = VW.el("select", { class: "report-revision", "aria-label": `${r.scope_name} ${r.day} 的版本`,
+    const select = VW.el("select", { class: "report-revision",
+                                     "aria-label": t("revision_label", { scope: r.scope_name, day: r.day }),
                                      onchange: () => {
                                        picked.set(key, Number(select.value));
                                        files.replaceChildren(...links(r, Number(select.value)));
                                      } },
-      ...r.revisions.map((n) => VW.el("option", { value: n }, n === r.revision ? `第 ${n} 版（最新）` : `第 ${n} 版`)));
+      ...r.revisions.map((n) => VW.el("option", { value: n },
+                                      t(n === r.revision ? "revision_latest" : "revision", { n }))));
     select.value = String(revision);
-    return [files, VW.el("label", { class: "report-older" }, "历史版本 ", select)];
+    return [files, VW.el("label", { class: "report-older" }, `${t("older")} `, select)];
   }
 
   function cell(index, ...children) {
@@ -62,7 +68,8 @@
   function row(r) {
     return VW.el("tr", { "data-day": r.day, "data-scope": r.scope },
       cell(0, VW.el("span", { class: "scope-name" }, r.scope_name)),
-      cell(1, VW.el("span", { class: "report-revision-label" }, `第 ${r.revision} 版 · ${REASON[r.reason] || r.reason}`)),
+      cell(1, VW.el("span", { class: "report-revision-label" },
+                    t("revision_reason", { n: r.revision, reason: reasonName(r.reason) }))),
       cell(2, VW.time(r.built_at)),
       cell(3, filesCell(r)));
   }
@@ -72,8 +79,8 @@
     const scope = scopeSelect.value;
     const shown = reports.filter((r) => (!day || r.day === day) && (!scope || r.scope === scope));
     if (!shown.length) {
-      const filtered = reports.length ? "（没有符合筛选条件的报告）" : "";
-      list.replaceChildren(VW.el("p", { class: "empty-state" }, `暂无报告${filtered}`));
+      list.replaceChildren(VW.el("p", { class: "empty-state" },
+                                 t(reports.length ? "no_reports_filtered" : "no_reports")));
       return;
     }
     const days = new Map();
@@ -100,7 +107,7 @@
     const chosen = scopeSelect.value;
     const scopes = [...names.keys()].sort((a, b) => (a === "county" ? -1 : b === "county" ? 1 : 0) ||
       names.get(a).localeCompare(names.get(b), "zh-CN"));
-    scopeSelect.replaceChildren(VW.el("option", { value: "" }, "全部"),
+    scopeSelect.replaceChildren(VW.el("option", { value: "" }, t("all")),
       ...scopes.map((s) => VW.el("option", { value: s }, names.get(s))));
     scopeSelect.value = names.has(chosen) ? chosen : "";
   }
@@ -110,7 +117,7 @@
       reports = (await VW.api("/reports")).reports;
       failure.hidden = true;
     } catch (err) {
-      failure.textContent = "报告列表加载失败：" + err.message;
+      failure.textContent = t("list_failed", { error: err.message });
       failure.hidden = false;
       reports = [];
     }

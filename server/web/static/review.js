@@ -10,27 +10,33 @@
 
   // --- formatting ------------------------------------------------------------------------------------------
 
+  const t = VW.t;
   const missing = (v) => v === null || v === undefined;
-  const pct = (v) => (missing(v) ? "—" : `${(v * 100).toFixed(1)}%`);
-  const minutes = (s) => (missing(s) ? "—" : `${(s / 60).toFixed(1)} 分钟`);
-  const points = (v) => (missing(v) ? "—" : v.toFixed(1));
-  const count = (v) => (missing(v) ? "—" : String(v));
-  const offline = (m) => (missing(m) ? "—" : m >= 120 ? `${(m / 60).toFixed(1)} 小时` : `${Math.round(m)} 分钟`);
+  const pct = VW.pct;
+  const minutes = (s) => (missing(s) ? "—" : t("minutes", { n: VW.num(s / 60) }));
+  const points = (v) => (missing(v) ? "—" : VW.num(v));
+  const count = (v) => (missing(v) ? "—" : VW.num(v, 0));
+  const offline = (m) => (missing(m) ? "—"
+    : m >= 120 ? t("hours", { n: VW.num(m / 60) }) : t("minutes", { n: VW.num(Math.round(m), 0) }));
 
   // The ranking's columns: key in the API's rows, heading, format.
   const COLUMNS = [
-    ["rank", "排名", count], ["name", "乡镇", String], ["score", "综合得分", points],
-    ["availability", "设备可用率", pct], ["mean_ack_s", "平均响应时间", minutes],
-    ["false_alarm_ratio", "误报率", pct], ["compliance", "开放率", pct], ["alerts", "告警", count],
-    ["after_hours", "非开放时段开门", count], ["venues", "场所数", count],
+    ["rank", t("col.rank"), count], ["name", t("col.township"), String], ["score", t("col.score"), points],
+    ["availability", t("col.availability"), pct], ["mean_ack_s", t("col.mean_ack"), minutes],
+    ["false_alarm_ratio", t("col.false_alarms"), pct], ["compliance", t("col.compliance"), pct],
+    ["alerts", t("col.alerts"), count], ["after_hours", t("col.after_hours"), count],
+    ["venues", t("col.venues"), count],
   ];
   const KPIS = [
-    ["score", "综合得分", points], ["availability", "设备可用率", pct], ["compliance", "开放率", pct],
-    ["mean_ack_s", "平均响应时间", minutes], ["false_alarm_ratio", "误报率", pct], ["alerts", "告警", count],
-    ["unacknowledged", "未确认告警", count], ["after_hours", "非开放时段开门", count],
-    ["tamper", "摄像头遮挡/移位", count], ["offline_minutes", "设备离线时长", offline],
-    ["door_openings", "开门次数", count],
+    ["score", t("col.score"), points], ["availability", t("col.availability"), pct],
+    ["compliance", t("col.compliance"), pct], ["mean_ack_s", t("col.mean_ack"), minutes],
+    ["false_alarm_ratio", t("col.false_alarms"), pct], ["alerts", t("col.alerts"), count],
+    ["unacknowledged", t("kpi.unacknowledged"), count], ["after_hours", t("col.after_hours"), count],
+    ["tamper", t("kpi.tamper"), count], ["offline_minutes", t("kpi.offline"), offline],
+    ["door_openings", t("kpi.door_openings"), count],
   ];
+  // A card's labels (narrow screens) are the table's own headings, in the page's language.
+  const headings = (selector) => [...document.querySelectorAll(`${selector} thead th`)].map((th) => th.textContent);
 
   let days = 30;
   let data = null;
@@ -41,7 +47,7 @@
     return VW.el("td", { "data-label": label }, ...children);
   }
 
-  function empty(body, columns, text = "无") {
+  function empty(body, columns, text = t("none")) {
     body.replaceChildren(VW.el("tr", { class: "empty" }, VW.el("td", { colspan: columns }, text)));
   }
 
@@ -56,6 +62,7 @@
   // --- the township ranking --------------------------------------------------------------------------------
 
   function compare(key) {
+    // Township names are Chinese whatever the page's language: sorted as Chinese (pinyin).
     if (key === "name") { return (a, b) => a.name.localeCompare(b.name, "zh-CN"); }
     return (a, b) => a[key] - b[key];
   }
@@ -80,7 +87,7 @@
   function renderRanking() {
     renderRankingHead();
     const body = $("ranking-rows");
-    if (!data.ranking.length) { empty(body, COLUMNS.length, "无可见的乡镇"); return; }
+    if (!data.ranking.length) { empty(body, COLUMNS.length, t("no_townships")); return; }
     body.replaceChildren(...sortedRanking().map((r) => VW.el("tr", { "data-township": r.id },
       ...COLUMNS.map(([key, label, fmt]) => td(label, fmt(r[key]))))));
   }
@@ -103,7 +110,7 @@
     return node;
   }
 
-  const SERIES = [["availability", "设备可用率"], ["compliance", "开放率"]];
+  const SERIES = [["availability", t("col.availability")], ["compliance", t("col.compliance")]];
 
   // Availability and compliance per day, 0–100 %: a line per series, broken where a day has no data, and a
   // dot on every day that has one (a lone day between gaps is still visible). Hover a dot for its value.
@@ -119,34 +126,34 @@
     const last = trend.length - 1;
     const every = Math.max(1, Math.ceil(trend.length / 8));
     const labelled = (i) => i === last || (i % every === 0 && last - i >= every / 2);
-    const labels = trend.map((t, i) => (labelled(i)
-      ? svg("text", { class: "day-label", x: x(i), y: H - 10, "text-anchor": "middle" }, t.day.slice(5)) : null));
+    const labels = trend.map((p, i) => (labelled(i)
+      ? svg("text", { class: "day-label", x: x(i), y: H - 10, "text-anchor": "middle" }, p.day.slice(5)) : null));
     const lines = SERIES.map(([key, label], n) => {
       let d = "";
       let pen = false;
       const dots = [];
-      trend.forEach((t, i) => {
-        if (missing(t[key])) { pen = false; return; }
-        d += `${pen ? "L" : "M"}${x(i).toFixed(1)},${y(t[key]).toFixed(1)} `;
+      trend.forEach((p, i) => {
+        if (missing(p[key])) { pen = false; return; }
+        d += `${pen ? "L" : "M"}${x(i).toFixed(1)},${y(p[key]).toFixed(1)} `;
         pen = true;
-        dots.push(svg("circle", { cx: x(i), cy: y(t[key]), r: 3.5 }, svg("title", {}, `${t.day} ${label} ${pct(t[key])}`)));
+        dots.push(svg("circle", { cx: x(i), cy: y(p[key]), r: 3.5 }, svg("title", {}, `${p.day} ${label} ${pct(p[key])}`)));
       });
       return svg("g", { class: `series series-${n}`, "data-series": key }, d ? svg("path", { d: d.trim() }) : null, ...dots);
     });
     const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "trend-svg",
-                               "aria-label": `${data.from} 至 ${data.to} 每日设备可用率与开放率` },
+                               "aria-label": t("chart_label", { from: data.from, to: data.to }) },
       ...grid, ...labels, ...lines);
     const legend = VW.el("ul", { class: "legend" }, ...SERIES.map(([, label], n) =>
       VW.el("li", {}, VW.el("span", { class: `swatch series-${n}`, "aria-hidden": "true" }), label)));
-    const none = trend.every((t) => SERIES.every(([key]) => missing(t[key])));
-    $("trend-chart").replaceChildren(none ? VW.el("p", { class: "muted" }, "本周期没有数据") : chart, legend);
+    const none = trend.every((p) => SERIES.every(([key]) => missing(p[key])));
+    $("trend-chart").replaceChildren(none ? VW.el("p", { class: "muted" }, t("no_data")) : chart, legend);
   }
 
   function renderTrendTable() {
-    const head = ["日期", "设备可用率", "开放率", "告警", "平均响应时间"];
-    $("trend-rows").replaceChildren(...[...data.trend].reverse().map((t) => VW.el("tr", { "data-day": t.day },
-      td(head[0], t.day), td(head[1], pct(t.availability)), td(head[2], pct(t.compliance)),
-      td(head[3], count(t.alerts)), td(head[4], minutes(t.mean_ack_s)))));
+    const head = headings("table.trend");
+    $("trend-rows").replaceChildren(...[...data.trend].reverse().map((p) => VW.el("tr", { "data-day": p.day },
+      td(head[0], p.day), td(head[1], pct(p.availability)), td(head[2], pct(p.compliance)),
+      td(head[3], count(p.alerts)), td(head[4], minutes(p.mean_ack_s)))));
   }
 
   // --- venues, recurring problems, coverage ----------------------------------------------------------------
@@ -154,7 +161,7 @@
   function renderWorst() {
     const body = $("worst-rows");
     if (!data.worst_venues.length) { empty(body, 8); return; }
-    const head = ["场所", "村", "乡镇", "综合得分", "设备可用率", "开放率", "告警", "非开放时段开门"];
+    const head = headings("table.worst");
     body.replaceChildren(...data.worst_venues.map((v) => VW.el("tr", { "data-venue": v.id },
       td(head[0], v.name), td(head[1], v.village), td(head[2], v.township), td(head[3], points(v.score)),
       td(head[4], pct(v.availability)), td(head[5], pct(v.compliance)), td(head[6], count(v.alerts)),
@@ -164,23 +171,23 @@
   function renderRecurring() {
     const body = $("recurring-rows");
     if (!data.recurring.length) { empty(body, 4); return; }
-    const head = ["场所", "乡镇", "问题", "出现天数"];
+    const head = headings("table.recurring");
     body.replaceChildren(...data.recurring.map((r) => VW.el("tr", { "data-venue": r.venue, "data-rule": r.rule },
       td(head[0], r.venue_name), td(head[1], r.township), td(head[2], config.rules[r.rule] || r.rule),
-      td(head[3], `${r.days} 天`))));
+      td(head[3], t("days", { n: r.days })))));
   }
 
   function renderList(id, items, text) {
     const list = $(id);
     list.replaceChildren(...(items.length ? items.map((item) => VW.el("li", {}, text(item)))
-      : [VW.el("li", { class: "muted" }, "无")]));
+      : [VW.el("li", { class: "muted" }, t("none"))]));
   }
 
   function renderCoverage() {
     const c = data.coverage;
-    renderList("no-camera", c.no_camera, (v) => `${v.venue_name}（${v.township}）`);
-    renderList("no-door", c.no_door, (v) => `${v.venue_name}（${v.township}）`);
-    renderList("never-seen", c.never_seen, (d) => `${d.device}（${d.venue_name}）`);
+    renderList("no-camera", c.no_camera, (v) => t("paren", { a: v.venue_name, b: v.township }));
+    renderList("no-door", c.no_door, (v) => t("paren", { a: v.venue_name, b: v.township }));
+    renderList("never-seen", c.never_seen, (d) => t("paren", { a: d.device, b: d.venue_name }));
   }
 
   // --- period, links, loading ------------------------------------------------------------------------------
@@ -198,8 +205,12 @@
     const monthly = $("monthly-pdf");
     if (monthly && config.isCounty && data.to) {
       const [y, m] = lastMonth();
-      monthly.href = `/api/v1/review/monthly/${y}-${String(m).padStart(2, "0")}.pdf`;
-      monthly.textContent = `月度督查 PDF（${y}年${m}月）`;
+      // The monthly review prints in the page's language (Chinese needs no parameter: the API's default).
+      const lang = config.lang && config.lang !== "zh" ? `?lang=${config.lang}` : "";
+      monthly.href = `/api/v1/review/monthly/${y}-${String(m).padStart(2, "0")}.pdf${lang}`;
+      const month = new Date(Date.UTC(y, m - 1, 1)).toLocaleDateString(VW.locale,
+        { timeZone: "UTC", year: "numeric", month: "long" });
+      monthly.textContent = t("monthly_pdf", { month });
       monthly.hidden = false;
     }
   }
@@ -208,12 +219,13 @@
     const note = $("missing-days");
     const gaps = data.missing_days;
     note.hidden = !gaps.length;
-    note.textContent = gaps.length
-      ? `有 ${gaps.length} 天没有报告数据` + (gaps.length <= 10 ? `：${gaps.join("、")}` : "") : "";
+    note.textContent = !gaps.length ? ""
+      : gaps.length <= 10 ? t("missing_days_list", { n: gaps.length, days: VW.list(gaps) })
+        : t("missing_days", { n: gaps.length });
   }
 
   function render() {
-    $("review-period").textContent = data.from ? `${data.from} 至 ${data.to}` : "";
+    $("review-period").textContent = data.from ? t("period", { from: data.from, to: data.to }) : "";
     renderMissing();
     renderKpis();
     renderRanking();
@@ -239,7 +251,7 @@
       render();
     } catch (err) {
       if (mine !== loading) { return; }
-      $("review-error").textContent = "督查数据加载失败：" + err.message;
+      $("review-error").textContent = t("review_failed", { error: err.message });
       $("review-error").hidden = false;
     }
   }
