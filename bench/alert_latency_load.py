@@ -48,12 +48,16 @@ TARGET_P99_MS = 100.0  # the single-event target of door_to_alert_latency.py, ke
 class Stream:
     """The console's SSE stream, read chunk by chunk (waitress sends each update as one HTTP chunk).
 
-    New after-hours alerts go to `alerts` with their arrival time; everything else is only counted.
+    New after-hours alerts go to `alerts` with their arrival time; everything else is only counted. An alert
+    announced again (its incident's escalation step changed, which re-announces every open alert of the
+    incident) is counted in `repeats`, not timed again: it would be taken for a later opening's alert.
     """
 
     def __init__(self, url: str, token: str) -> None:
         self.alerts: queue.Queue[tuple[float, dict]] = queue.Queue()
         self.updates = 0
+        self.repeats = 0
+        self._seen: set[int] = set()
         self.ready = threading.Event()
         self._response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=120)
         self._response.raise_for_status()
@@ -73,7 +77,11 @@ class Stream:
                         data = "".join(line[5:] for line in frame.split("\n") if line.startswith("data:"))
                         alert = json.loads(data)
                         if alert["rule"] == "door_after_hours" and alert["status"] == "open":
-                            self.alerts.put((arrived, alert))
+                            if alert["id"] in self._seen:
+                                self.repeats += 1
+                            else:
+                                self._seen.add(alert["id"])
+                                self.alerts.put((arrived, alert))
         except (requests.exceptions.RequestException, OSError, ValueError, AttributeError):
             return  # closed under us
 
@@ -186,7 +194,8 @@ def main() -> int:
             ms = [o.latency_ms for o in openings]
             print(f"background {rate:,.0f} events/s offered, {stored_rate:,.0f}/s stored by the server during the "
                   f"probe; stream carried {update_rate:,.0f} updates/s; p50 {percentile(ms, 50):.1f} ms "
-                  f"p99 {percentile(ms, 99):.1f} ms", flush=True)
+                  f"p99 {percentile(ms, 99):.1f} ms; alerts announced again so far (not timed) {stream.repeats}",
+                  flush=True)
     finally:
         if stream is not None:
             stream.close()

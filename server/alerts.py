@@ -75,10 +75,13 @@ class AlertBook:
             "rule": d.rule, "severity": severity, "status": "open", "venue_id": d.venue_id,
             "device": d.device, "sensor": d.sensor, "key": d.key, "active_key": d.key, "opened_at": d.at,
             "notes": [], "event_ids": list(d.event_ids), "detail": d.detail,
+            "once_key": d.key if d.once else None,
         }
         try:
             with self._engine.begin() as conn:
-                if d.once and conn.execute(select(alerts.c.id).where(alerts.c.key == d.key).limit(1)).first():
+                # Once-only: the unique once_key makes it certain (IntegrityError below); this read only spares
+                # the common resend a failed insert.
+                if d.once and conn.execute(select(alerts.c.id).where(alerts.c.once_key == d.key).limit(1)).first():
                     return None
                 alert_id = self._reopen(conn, d) if d.reopen_within is not None else None
                 if alert_id is None and d.accumulate and (alert_id := self._accumulate(conn, d)) is not None:
@@ -92,7 +95,7 @@ class AlertBook:
                     alert_id = conn.execute(insert(alerts).values(**row, incident_id=group.incident_id)
                                             ).inserted_primary_key[0]
         except IntegrityError:
-            return None  # this condition already has an active alert
+            return None  # this condition already has an active alert (or a once-only key was raised)
         if accumulated is not None:
             return None if accumulated < 0 else self._announce(accumulated)
         # Listeners (notifications) run once the alert is safely stored.

@@ -23,6 +23,7 @@ from server.duty import DutyDesk
 from server.hub import Hub
 from server.ingest import Ingest
 from server.inventory import Inventory
+from server.livefeed import LiveFeed, WorkerCounters
 from server.mqttlink import MqttIngest
 from server.notify import Dispatcher
 from server.opening import OpeningCheck
@@ -31,7 +32,16 @@ from server.reports.archive import ReportArchive, ReportScheduler
 from server.rollups import RollupRetention
 from server.roster import RosterFile, load_checked_roster
 from server.rules import OpenDoor, data_gap, device_status, doors_held_open, silent_devices
-from server.store import create_schema, device_status_log, devices, make_engine, sensor_states, streams, venues
+from server.store import (
+    create_schema,
+    device_status_log,
+    devices,
+    make_engine,
+    sensor_states,
+    startup_lock,
+    streams,
+    venues,
+)
 from server.streams import Stream
 from server.timeseries.outbox import InfluxSink, OutboxWriter, read_token
 from server.timeseries.recorder import SeriesRecorder
@@ -48,10 +58,12 @@ log = logging.getLogger("venuewatch.server")
 def open_store(config: ServerConfig, inventory: Inventory) -> Engine:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.db_url())
-    create_schema(engine)
-    sync_inventory(engine, inventory)
-    seed_status_log(engine)
-    audit.seal_unchained(engine)  # entries of a release before the hash chain join it, oldest first
+    # Split into roles, several processes start at once: one of them migrates and syncs, the others wait.
+    with startup_lock(engine, config.data_dir):
+        create_schema(engine)
+        sync_inventory(engine, inventory)
+        seed_status_log(engine)
+        audit.seal_unchained(engine)  # entries of a release before the hash chain join it, oldest first
     return engine
 
 
@@ -121,15 +133,29 @@ def _synthetic_id(row: Any) -> str:
     return f"{row.device}:{row.sensor}:{int(row.since.timestamp())}"
 
 
-class VenueWatchServer:
-    """Ingest + timed rules + web in one process (the default `--role all`)."""
+ROLES = ("all", "ingest", "web", "scheduler")
 
-    def __init__(self, config: ServerConfig, inventory: Inventory, *, role: str = "all",
+
+class VenueWatchServer:
+    """The server, or one role of it.
+
+    - `all` (the default): ingest, timed rules and web in one process; consoles are fed in memory.
+    - `ingest`: one of N processes sharing the broker's messages (`$share/…`, `instance` names its session).
+    - `scheduler`: timed rules, notifications, nightly reports, time-series export, retention (run one).
+    - `web`: the console and the API (run one or more behind nginx).
+    Split, the processes tell each other's consoles what changed over the broker (server/livefeed.py), and
+    the database makes each alert fire once (unique keys in `alerts`).
+    """
+
+    def __init__(self, config: ServerConfig, inventory: Inventory, *, role: str = "all", instance: int = 1,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if role not in ROLES:
+            raise ConfigError(f"--role: {role!r} is not a role; use one of {', '.join(ROLES)}")
         self.config = config
         self.inventory = inventory
         self.role = role
         self._now = now
+        ingests, schedules, serves = role in ("all", "ingest"), role in ("all", "scheduler"), role in ("all", "web")
         self.engine = open_store(config, inventory)
         self.hub = Hub()
         self.book = AlertBook(self.engine, self.hub, inventory, severities=config.rules.severity,
@@ -143,24 +169,32 @@ class VenueWatchServer:
                              snapshot_dir=config.data_dir / "snapshots",
                              max_snapshot_bytes=config.ingest.max_snapshot_bytes, armed=self.arming.armed_at,
                              series=SeriesRecorder(inventory, outbox=config.timeseries.enabled,
-                                                   rollup_days=config.timeseries.rollup_days))
-        # The outbox is drained where messages are ingested; several ingest processes share it on PostgreSQL.
-        self.timeseries = (_outbox_writer(self.engine, config) if config.timeseries.enabled
-                           and role in ("all", "ingest") else None)
-        self.mqtt = MqttIngest(self.ingest, config.broker) if role in ("all", "ingest") else None
+                                                   rollup_days=config.timeseries.rollup_days),
+                             shared=role == "ingest")
+        # The outbox is drained by the one process that runs the timed rules.
+        self.timeseries = (_outbox_writer(self.engine, config) if config.timeseries.enabled and schedules else None)
+        self.mqtt = (MqttIngest(self.ingest, config.broker, instance if role == "ingest" else None) if ingests
+                     else None)
+        # Web and scheduler keep the latest counters of every ingest process (their /metrics, their silence rule).
+        self.workers = WorkerCounters(self.ingest.counters) if role in ("web", "scheduler") else None
+        name = f"{config.broker.client_id}-{role}" + (f"-{instance}" if role == "ingest" else "")
+        self.feed = (LiveFeed(config.broker, self.hub, role, name, workers=self.workers,
+                              counters=(lambda: (self.ingest.counters.snapshot(), self.ingest.store_ok))
+                              if role == "ingest" else None, session=self.mqtt.session if self.mqtt else None)
+                     if role != "all" else None)
         roster = load_server_roster(config, inventory)
-        # Notifications are sent by the process that runs the timed rules; the web role only enqueues.
-        self.dispatcher = Dispatcher(self.engine, config.notify, now=now) if role in ("all", "ingest") else None
+        # Notifications are sent by the process that runs the timed rules; the others only enqueue.
+        self.dispatcher = Dispatcher(self.engine, config.notify, now=now) if schedules else None
+        publish_command = self.mqtt.publish_command if self.mqtt else self.feed.publish_command if self.feed else None
         self.duty = DutyDesk(self.engine, inventory, self.book, roster, config.notify, self.arming, config.tz, now,
-                             dispatcher=self.dispatcher,
-                             publish_command=self.mqtt.publish_command if self.mqtt else None)
+                             dispatcher=self.dispatcher, publish_command=publish_command)
         self.opening = OpeningCheck(self.engine, inventory, self.book, self.arming, self.national, config.tz,
                                     timedelta(minutes=config.rules.not_opened_minutes),
                                     timedelta(minutes=config.rules.door_no_motion_minutes), now)
         self.reports = ReportArchive(self.engine, inventory, self.national, config.tz, config.data_dir, roster,
                                      config.reports.lang, now)
         self.report_scheduler = (ReportScheduler(self.reports, config.reports.build_time, config.reports.late_days)
-                                 if role in ("all", "ingest") and config.reports.enabled else None)
+                                 if schedules and config.reports.enabled else None)
         missing = self.national.missing_years({now().year, (now() + timedelta(days=40)).year})
         if missing:
             log.warning("event=holiday_data_missing years=%s hint=add calendar.extra_holidays/extra_workdays or "
@@ -173,13 +207,18 @@ class VenueWatchServer:
         self._threads: list[threading.Thread] = []
         self.http = None
         self.app = None
-        if role in ("all", "web"):
-            services = Services(self.engine, inventory, self.book, self.hub, self.ingest.counters, config.tz,
-                                broker_connected=self.mqtt.connected.is_set if self.mqtt else None,
-                                store_ok=lambda: self.ingest.store_ok, duty=self.duty, reports=self.reports)
+        if serves:
+            link = self.mqtt or self.feed
+            assert link is not None
+            services = Services(self.engine, inventory, self.book, self.hub, self.workers or self.ingest.counters,
+                                config.tz, broker_connected=link.connected.is_set,
+                                store_ok=self.workers.store_ok if self.workers else lambda: self.ingest.store_ok,
+                                duty=self.duty, reports=self.reports)
             self.app = app = create_app(services, load_secret_key(config.data_dir),
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours,
                                         trusted_proxies=config.http.trusted_proxies)
+            # /metrics reports the time-series writer's counters where it runs in this process (role all).
+            app.extensions["venuewatch.timeseries"] = self.timeseries
             try:
                 # waitress accepts only 100 connections by default, fewer than the consoles `threads` allows.
                 limit = config.http.connection_limit or config.http.threads + 64
@@ -198,13 +237,15 @@ class VenueWatchServer:
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.http.effective_port}"
 
     def start(self) -> None:
+        if self.feed:
+            self.feed.start()
         if self.mqtt:
             self.mqtt.start()
         if self.dispatcher:
             self.dispatcher.start()
         if self.timeseries:
             self.timeseries.start()
-        if self.role in ("all", "ingest"):
+        if self.role in ("all", "scheduler"):
             self._spawn("timed-rules", self._timed_rules_loop)
         if self.report_scheduler:
             self.report_scheduler.start()
@@ -236,6 +277,8 @@ class VenueWatchServer:
             self.report_scheduler.stop()
         if self.timeseries:
             self.timeseries.stop()
+        if self.feed:
+            self.feed.stop()
         self.hub.close()
         if self.http:
             self.http.close()
@@ -258,7 +301,7 @@ class VenueWatchServer:
     def _check_silence(self) -> int:
         """设备离线 for a device that stopped talking without a Last Will (power cut: the broker waits 1.5
         keepalives before it sends the will; the heartbeat timeout is usually faster)."""
-        listening = self.mqtt.listening_since if self.mqtt else self._started_at
+        listening = self._listening_since()
         if listening is None:
             return 0  # not connected to the broker ourselves: silence means nothing now
         now = self._now()
@@ -287,6 +330,14 @@ class VenueWatchServer:
             decision = device_status(device, venue, "offline", now, "silent", flap, self.config.supervision.flap_drops)
             opened += self.book.apply(decision) is not None
         return opened
+
+    def _listening_since(self) -> datetime | None:
+        """Since when the server has surely been hearing the devices (None: not now, silence means nothing)."""
+        if self.mqtt:
+            return self.mqtt.listening_since
+        if self.role == "scheduler" and self.feed and self.workers is not None:  # the ingest processes too
+            return self.feed.connected_since if self.workers.alive() else None
+        return self._started_at
 
     def _check_gaps(self) -> int:
         now = self._now()

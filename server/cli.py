@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from protocol.configfile import ConfigError
+from protocol.progress import Progress
 
 # As in DESIGN.md (`venuewatch user add NAME --role ROLE`): on the server the file has a home.
 DEFAULT_CONFIG = os.environ.get("VENUEWATCH_CONFIG", "/etc/venuewatch/server.yaml")
@@ -25,10 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    # One process runs ingest, timed rules and web together: the console's live stream is fed in-process.
-    # Splitting them (`--role`) needs a cross-process change feed and comes with horizontal ingest.
-    p = sub.add_parser("server", help="run the server (ingest, web, timed rules)")
+    # One process runs ingest, timed rules and web together; `--role` splits them (docs/scaling.md).
+    p = sub.add_parser("server", help="run the server (ingest, web, timed rules), or one role of it")
     p.add_argument("--config", **CONFIG_ARG)
+    p.add_argument("--role", default="all", choices=["all", "ingest", "web", "scheduler"],
+                   help="all (default): one process; ingest: one of N processes sharing the broker's messages; "
+                   "web: console and API; scheduler: timed rules, notifications, reports (run one)")
+    p.add_argument("--instance", type=int, default=1, metavar="N",
+                   help="--role ingest: this worker's number (1, 2, …); names its persistent broker session")
 
     p = sub.add_parser("demo", help="everything in one process on embedded defaults")
     p.add_argument("--http-port", type=int, default=8080)
@@ -65,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     report_sub = p.add_subparsers(dest="report_command", required=True)
     nightly = report_sub.add_parser("nightly", help="build (or rebuild, as a new revision) one day's reports")
     nightly.add_argument("--date", type=_iso_date, help="local date YYYY-MM-DD (default: yesterday)")
+    nightly.add_argument("--to", type=_iso_date, metavar="DATE",
+                         help="rebuild every day from --date to DATE (inclusive), with progress on stderr")
+    nightly.add_argument("--no-progress", action="store_true", help="no progress or summary on stderr")
     nightly.add_argument("--out", type=Path, help="also write every report as HTML, PDF and CSV into this folder")
     nightly.add_argument("--lang", choices=["zh", "en"], help="language of the files (default: reports.lang)")
     nightly.add_argument("--if-missing", action="store_true",
@@ -86,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if args.command == "server":
-            return _server(args.config)
+            return _server(args.config, args.role, args.instance)
         if args.command == "demo":
             from server.demo import run_demo
 
@@ -154,15 +162,17 @@ def _load(config_path: str):
     return config, load_inventory(config.inventory)
 
 
-def _server(config_path: str) -> int:
+def _server(config_path: str, role: str = "all", instance: int = 1) -> int:
     from server.app import VenueWatchServer
 
     config, inventory = _load(config_path)
-    server = VenueWatchServer(config, inventory)
+    server = VenueWatchServer(config, inventory, role=role, instance=instance)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
+    logging.getLogger("venuewatch.server").info("event=server_started role=%s%s", role,
+                                                f" instance={instance}" if role == "ingest" else "")
     if server.http:
         # One write: with PYTHONUNBUFFERED, print() writes text and newline separately and a log line from
         # another thread could land in between, breaking scripts that read this line.
@@ -225,6 +235,7 @@ def _report(args: argparse.Namespace) -> int:
     from server.reports import render
     from server.reports.archive import ReportArchive
     from server.reports.review import load_review, month_days
+    from server.reports.text import monthly_title
 
     config, inventory = _load(args.config)
     engine = open_store(config, inventory)
@@ -236,7 +247,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.report_command == "monthly":
         first = args.month or (today.replace(day=1) - timedelta(days=1)).replace(day=1)
         review = load_review(engine, inventory, month_days(first), None)
-        title = f"{inventory.county_name} {first:%Y-%m} " + ("月度督查报告" if lang == "zh" else "monthly review")
+        title = monthly_title(inventory.county_name, f"{first:%Y-%m}", lang)
         args.out.mkdir(parents=True, exist_ok=True)
         stem = args.out / f"review-{first:%Y-%m}"
         html_text = render.review_html(review, lang, config.tz, title, datetime.now(UTC))
@@ -244,10 +255,27 @@ def _report(args: argparse.Namespace) -> int:
         stem.with_suffix(".csv").write_text(render.review_csv(review), encoding="utf-8")
         print(f"{stem}.pdf\n{stem}.csv")
         return 0
-    day = args.date or today - timedelta(days=1)
+    first = args.date or today - timedelta(days=1)
+    if args.to is not None and args.to < first:
+        print(f"venuewatch report nightly: --to {args.to} is before --date {first}; give the first day with --date "
+              "and the last with --to", file=sys.stderr)
+        return 2
+    days = [first + timedelta(days=n) for n in range(((args.to or first) - first).days + 1)]
+    with Progress("report nightly", len(days), unit="days", enabled=not args.no_progress) as progress:
+        for day in days:
+            _report_day(args, archive, day, lang, config.tz, progress)
+            progress.advance()
+    return 0
+
+
+def _report_day(args: argparse.Namespace, archive, day: date, lang: str, tz, progress: Progress) -> None:
+    """Build one day's reports (unless --if-missing and they exist); one stdout line per scope built."""
+    from server.reports import render
+
     if args.if_missing and archive.get(day.isoformat(), "county") is not None:
-        print(f"{day} reports exist already; nothing to do")
-        return 0
+        progress.clear_for(sys.stdout)
+        print(f"{day} reports exist already; nothing to do", flush=True)
+        return
     for built in archive.build(day, "nightly" if args.if_missing else "manual"):
         figures = archive.get(built.day, built.scope, built.revision)
         assert figures is not None
@@ -258,12 +286,12 @@ def _report(args: argparse.Namespace) -> int:
             stem = folder / f"{built.scope}-r{built.revision}"
             files = archive.snapshot_files(figures)
             stem.with_suffix(".html").write_text(
-                render.html(figures, lang, config.tz, lambda sid, f=files: f.get(sid)), encoding="utf-8")
+                render.html(figures, lang, tz, lambda sid, f=files: f.get(sid)), encoding="utf-8")
             stem.with_suffix(".csv").write_text(render.csv_text(figures, lang), encoding="utf-8")
             stem.with_suffix(".pdf").write_bytes(archive.pdf_bytes(figures, lang))
             line += f": {stem}.html .pdf .csv"
-        print(line)
-    return 0
+        progress.clear_for(sys.stdout)
+        print(line, flush=True)
 
 
 def _audit_change(config_path: Path | None, action: str, target: str | None) -> None:

@@ -20,7 +20,10 @@ class _Strict(BaseModel):
 
 
 class ServerBroker(BrokerSettings):
-    client_id: str = Field("venuewatch-server", description="MQTT client id; the broker keeps its session")
+    client_id: str = Field("venuewatch-server", description="MQTT client id; the broker keeps its session "
+                           "(`--role ingest --instance N` adds `-ingest-N`)")
+    shared_group: str = Field("venuewatch-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                              description="shared-subscription group of the ingest processes (`$share/<group>/`)")
 
 
 class HttpSettings(_Strict):

@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +51,11 @@ class Hub:
         self._next_id = int(time.time() * 1000)
         self._recent: deque[Update] = deque(maxlen=replay)
         self._subs: set[Subscription] = set()
+        # Split into processes (`--role`), every update is also handed to the other processes: server/livefeed.py.
+        self.forward: Callable[[Update], None] | None = None
 
-    def publish(self, type_: str, venue_id: str | None, data: dict[str, Any]) -> Update:
+    def publish(self, type_: str, venue_id: str | None, data: dict[str, Any], *, local: bool = False) -> Update:
+        """Hand an update to this process's consoles, and (unless `local`: it came from another process) on."""
         with self._lock:
             update = Update(self._next_id, type_, venue_id, data)
             self._next_id += 1
@@ -65,6 +69,8 @@ class Hub:
             except queue.Full:
                 # A stalled client must not hold memory forever; it is told to reload instead.
                 sub.overflowed = True
+        if self.forward is not None and not local:
+            self.forward(update)
         return update
 
     def subscribe(self, venues: frozenset[str] | None, last_id: int | None = None) -> Subscription:

@@ -16,10 +16,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from protocol import Ack, Event, ProtocolError, SensorState, Status, Telemetry, TopicError, decode, parse_topic
@@ -47,6 +49,7 @@ from server.store import (
     devices,
     events,
     insert_ignore,
+    lock_devices,
     sensor_states,
     snapshots,
     streams,
@@ -65,6 +68,7 @@ IGNORED_KINDS = ("ack", "cmd")
 SNAPSHOT_SUB = re.compile(r"^(?P<event>[0-9A-Za-z_-]{1,44})-(?P<seq>[0-9]{1,18})$")
 JPEG_MAGIC = b"\xff\xd8\xff"
 LOSS_REPORT = ("system", "journal", "dropped")  # (kind, sensor, state) of an agent's journal-overflow event
+CHATTER_HISTORY_EVENTS = 200  # shared mode: how many of a device's events around a door change to look at
 
 Decision = OpenAlert | ResolveAlert
 
@@ -140,6 +144,7 @@ class _Batch:
     acks: set[str] = field(default_factory=set)  # devices whose journal we acknowledge after the commit
     status_changes: list[dict[str, Any]] = field(default_factory=list)  # rows for device_status_log
     heartbeats: list[Heartbeat] = field(default_factory=list)  # first arrivals, for rollups and time series
+    door_history: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)  # shared mode: chatter
 
 
     def update(self, key: tuple[str, str | None], venue_id: str, data: dict[str, Any]) -> None:
@@ -161,8 +166,11 @@ class Ingest:
                  rules: RuleSettings | None = None, supervision: SupervisionSettings | None = None,
                  send_ack: Callable[[str, Ack], None] | None = None, snapshot_dir: Path | None = None,
                  max_snapshot_bytes: int = 1024 * 1024, armed: ArmedAt | None = None,
-                 series: SeriesRecorder | None = None) -> None:
+                 series: SeriesRecorder | None = None, shared: bool = False) -> None:
         self._engine = engine
+        # Shared: one of several ingest processes on a shared subscription. A device's messages are then spread
+        # over the processes, so nothing about a device may live in one process's memory (door chatter).
+        self._shared = shared
         self._dialect = engine.dialect.name
         self._inventory = inventory
         self._book = book
@@ -307,6 +315,7 @@ class Ingest:
     def _store(self, items: list[_Item], outcomes: list[str | None]) -> None:
         batch = _Batch(received=self._now())
         with self._engine.begin() as conn:
+            lock_devices(conn, {i.device for i in items})
             self._load(conn, batch, items)
             for item in items:
                 handler = getattr(self, f"_{item.kind}")
@@ -344,6 +353,29 @@ class Ingest:
             key = tuple_(sensor_states.c.device, sensor_states.c.sensor)
             for row in conn.execute(select(sensor_states).where(key.in_(sensor_keys))):
                 batch.sensors[(row.device, row.sensor)] = dict(row._mapping)
+        if self._shared:
+            self._load_door_history(conn, batch, items)
+
+    def _load_door_history(self, conn: Connection, batch: _Batch, items: list[_Item]) -> None:
+        """The recent door changes other processes stored, for 传感器故障 (chatter) across processes.
+
+        Bounded by seq on the (device, seq) index: a burst that matters is the last few dozen events of a
+        device, and a device's history can be years long.
+        """
+        seqs: dict[str, tuple[int, int]] = {}
+        for item in items:
+            if item.kind == "event" and item.body.kind == "door":
+                low, high = seqs.get(item.device, (item.body.seq, item.body.seq))
+                seqs[item.device] = (min(low, item.body.seq), max(high, item.body.seq))
+        if not seqs:
+            return
+        reach = CHATTER_HISTORY_EVENTS + self._rules.chatter_changes
+        ranges = [(events.c.device == device) & events.c.seq.between(low - reach, high + reach)
+                  for device, (low, high) in seqs.items()]
+        query = select(events.c.device, events.c.sensor, events.c.occurred_at).where(
+            or_(*ranges), events.c.kind == "door")
+        for row in conn.execute(query):
+            batch.door_history.setdefault((row.device, row.sensor), []).append(row.occurred_at)
 
     # --- per kind, in memory ------------------------------------------------------------------------------
 
@@ -383,7 +415,7 @@ class Ingest:
             fact = DoorFact(event.id, item.device, event.sensor, event.state, when, received, source)
             if decision := door_after_hours(fact, venue, self._tz, self._armed, self._late_after):
                 batch.decisions.append(decision)
-            if stored is None and (decision := self._chatter(fact, venue)):
+            if stored is None and (decision := self._chatter(batch, fact, venue)):
                 batch.decisions.append(decision)
         elif event.kind in ("motion", "tamper", "camera"):
             venue = self._inventory.venues[item.venue_id]
@@ -396,8 +428,12 @@ class Ingest:
                 batch.decisions.append(decision)
         return "stored" if stored is None else "duplicate"
 
-    def _chatter(self, door: DoorFact, venue: Any) -> OpenAlert | None:
+    def _chatter(self, batch: _Batch, door: DoorFact, venue: Any) -> OpenAlert | None:
         window = timedelta(seconds=self._rules.chatter_window_s)
+        if self._shared:  # what every process stored (read under the device lock), and this batch so far
+            history = batch.door_history.setdefault((door.device, door.sensor), [])
+            history.append(door.occurred_at)
+            return door_chatter(door, venue, history, window, self._rules.chatter_changes)
         changes = self._door_changes.setdefault((door.device, door.sensor), deque(maxlen=1000))
         changes.append(door.occurred_at)
         while changes and changes[0] <= door.occurred_at - window:
@@ -567,12 +603,17 @@ class Ingest:
 
     def _write(self, conn: Connection, batch: _Batch) -> None:
         if batch.new_events:
-            conn.execute(insert_ignore(self._dialect, events), batch.new_events)
+            conn.execute(_insert_ignore(self._dialect, events), batch.new_events)
         if batch.new_snapshots:
-            conn.execute(insert_ignore(self._dialect, snapshots), batch.new_snapshots)
+            conn.execute(_insert_ignore(self._dialect, snapshots), batch.new_snapshots)
         self.series.record(conn, self._dialect, batch.received, batch.heartbeats, batch.new_events)
+        # One statement per table and set of changed columns, each run for all of its rows (executemany): a
+        # statement per changed row made a batch's cost follow its number of devices (docs/performance.md).
+        # Rows go in key order, so concurrent ingest workers lock shared rows in one order.
         now = batch.received
-        for device in batch.changed_streams:
+        new_streams: list[dict[str, Any]] = []
+        changed_streams: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        for device in sorted(batch.changed_streams):
             s = batch.streams[device]
             assert s is not None
             values = {"journal": s.journal, "contig": s.contig, "pending": [list(r) for r in s.pending],
@@ -581,30 +622,35 @@ class Ingest:
                 values["gap_alerted"] = False
                 batch.decisions.append(ResolveAlert(f"data_gap:{device}", now, "missing data arrived"))
             if "_gap_alerted" in batch.devices[device]:
-                conn.execute(update(streams).where(streams.c.device == device).values(**values))
+                changed_streams.append(((device,), values))
             else:
-                conn.execute(insert(streams).values(device=device, gap_alerted=False, **values))
-        for device, boot_id in batch.changed_boots:
+                new_streams.append({"device": device, "gap_alerted": False, **values})
+        _insert_rows(conn, streams, new_streams)
+        _update_rows(conn, streams, changed_streams)
+        boot_rows = []
+        for device, boot_id in sorted(batch.changed_boots):
             b = batch.boots[(device, boot_id)]
             assert b is not None
-            key = (boots.c.device == device) & (boots.c.boot == boot_id)
-            values = {"start": b.start, "confirmed": b.confirmed, "mono": b.mono, "updated_at": now}
-            if not conn.execute(update(boots).where(key).values(**values)).rowcount:
-                conn.execute(insert(boots).values(device=device, boot=boot_id, **values))
+            boot_rows.append({"device": device, "boot": boot_id, "start": b.start, "confirmed": b.confirmed,
+                              "mono": b.mono, "updated_at": now})
+        if boot_rows:
+            conn.execute(_upsert_boots(self._dialect), boot_rows)
         self._skew_decisions(batch)
-        for device, values in batch.changed_devices.items():
-            conn.execute(update(devices).where(devices.c.id == device).values(**values))
+        _update_rows(conn, devices, [((device,), values) for device, values in sorted(batch.changed_devices.items())])
         if batch.status_changes:
             conn.execute(insert(device_status_log), batch.status_changes)
-        for key in batch.changed_sensors:
+        new_sensors: list[dict[str, Any]] = []
+        changed_sensors: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        for key in sorted(batch.changed_sensors):
             row = batch.sensors[key]
             assert row is not None
             values = {k: v for k, v in row.items() if not k.startswith("_") and k not in ("device", "sensor")}
             if row.pop("_new", False):
-                conn.execute(insert(sensor_states).values(device=key[0], sensor=key[1], **values))
+                new_sensors.append({"device": key[0], "sensor": key[1], **values})
             else:
-                where = (sensor_states.c.device == key[0]) & (sensor_states.c.sensor == key[1])
-                conn.execute(update(sensor_states).where(where).values(**values))
+                changed_sensors.append((key, values))
+        _insert_rows(conn, sensor_states, new_sensors)
+        _update_rows(conn, sensor_states, changed_sensors)
 
     def _skew_decisions(self, batch: _Batch) -> None:
         limit = self._max_skew.total_seconds()
@@ -653,6 +699,53 @@ def _stored_before(stream: Stream | None, journal: str | None, seq: int) -> bool
     if stream is None or stream.journal != journal:
         return False
     return seq <= stream.contig or any(first <= seq <= last for first, last in stream.pending)
+
+
+def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows with one executemany per set of columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    for params in groups.values():
+        conn.execute(insert(table), params)
+
+
+def _update_rows(conn: Connection, table: Table, rows: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+    """Update rows given as (primary key, changed values), with one executemany per set of changed columns."""
+    keys = _primary_key(table)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for ident, values in rows:
+        params = {f"b_{k}": v for k, v in zip(keys, ident, strict=True)}
+        params.update(values)
+        groups.setdefault(tuple(sorted(values)), []).append(params)
+    for columns, params in groups.items():
+        conn.execute(_update_statement(table, columns), params)
+
+
+@cache
+def _primary_key(table: Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.primary_key.columns)
+
+
+@cache
+def _update_statement(table: Table, columns: tuple[str, ...]) -> Any:
+    # Built once per table and set of columns: building and coercing a statement costs more than running it.
+    where = and_(*(table.c[k] == bindparam(f"b_{k}") for k in _primary_key(table)))
+    return update(table).where(where).values({c: bindparam(c) for c in columns})
+
+
+@cache
+def _insert_ignore(dialect: str, table: Table) -> Any:
+    return insert_ignore(dialect, table)
+
+
+@cache
+def _upsert_boots(dialect: str) -> Any:
+    """A device's boot clock: inserted the first time, updated after (another worker may have inserted it)."""
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(boots)
+    return statement.on_conflict_do_update(
+        index_elements=[boots.c.device, boots.c.boot],
+        set_={c: statement.excluded[c] for c in ("start", "confirmed", "mono", "updated_at")})
 
 
 def _is_range(value: Any) -> bool:

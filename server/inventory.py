@@ -212,6 +212,7 @@ class Inventory:
         self.venues: dict[str, VenueInfo] = {}
         self.device_venue: dict[str, str] = {}
         self.device_doors: dict[str, tuple[str, ...]] = {}
+        self.device_cameras: dict[str, tuple[CameraEntry, ...]] = {}
         # (device, door sensor) -> (device, camera sensor) that sees it
         self.door_cameras: dict[tuple[str, str], tuple[str, str]] = {}
         for township in data.townships:
@@ -224,6 +225,7 @@ class Inventory:
                     for device in venue.devices:
                         self.device_venue[device.id] = venue.id
                         self.device_doors[device.id] = tuple(device.doors)
+                        self.device_cameras[device.id] = tuple(device.cameras)
                         for camera in device.cameras:
                             for door in camera.covers:
                                 self.door_cameras[(device.id, door)] = (device.id, camera.id)

@@ -30,15 +30,21 @@ class MqttIngest:
     RETRY_DELAYS = (0.2, 0.5, 1, 2, 5, 10)
     MAX_BATCH = 500
 
-    def __init__(self, ingest: Ingest, settings: ServerBroker) -> None:
+    def __init__(self, ingest: Ingest, settings: ServerBroker, instance: int | None = None) -> None:
         self._ingest = ingest
         self._settings = settings
+        # One of several ingest processes (`--role ingest --instance N`): the broker hands each message of the
+        # shared subscription to one of them. Each keeps its own persistent session, named by its instance, so
+        # a restarted worker picks up what the broker kept for it.
+        self._topic = (f"$share/{settings.shared_group}/{settings.root}/#" if instance is not None
+                       else f"{settings.root}/#")
+        client_id = settings.client_id if instance is None else f"{settings.client_id}-ingest-{instance}"
         self.connected = threading.Event()
         self.listening_since: datetime | None = None  # when the current subscription was confirmed
         self._stopping = threading.Event()
         self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
         self._worker: threading.Thread | None = None
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         self._client.reconnect_delay_set(1, 30)
         self._client.max_queued_messages_set(0)
@@ -63,6 +69,11 @@ class MqttIngest:
         self._client.disconnect()
         self._client.loop_stop()
 
+    @property
+    def session(self) -> mqtt.Client:
+        """The paho client, for the live feed to publish through (one broker connection per process)."""
+        return self._client
+
     def send_ack(self, device: str, ack: Ack) -> None:
         # QoS 1 into the agent's persistent session: an agent that is offline gets it when it returns.
         self._client.publish(build_topic(device, "ack", root=self._settings.root), encode(ack), qos=1)
@@ -76,17 +87,17 @@ class MqttIngest:
         if reason.is_failure:
             log.error("event=broker_refused reason=%s", reason)
             return
-        client.subscribe(f"{self._settings.root}/#", qos=1)
+        client.subscribe(self._topic, qos=1)
         log.info("event=ingest_connected broker=%s:%s", self._settings.host, self._settings.port)
 
     def _subscribed(self, client: mqtt.Client, userdata: object, mid: int, reasons: list, props: object) -> None:
         # Ready only once the broker confirms the subscription: before that, a new session hears nothing.
         if any(r.is_failure for r in reasons):
-            log.error("event=subscribe_refused root=%s reasons=%s", self._settings.root, reasons)
+            log.error("event=subscribe_refused topic=%s reasons=%s", self._topic, reasons)
             return
         self.listening_since = datetime.now(UTC)
         self.connected.set()
-        log.info("event=ingest_subscribed root=%s", self._settings.root)
+        log.info("event=ingest_subscribed topic=%s", self._topic)
 
     def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, reason: Any,
                       props: object) -> None:

@@ -153,6 +153,23 @@ OPENAPI: dict[str, Any] = {
         "/events/{id}/snapshots": {"get": {
             "summary": "snapshots (抓拍) taken for an event", "parameters": _VENUE_ID,
             "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+        "/venues/{id}/cameras": {"get": {
+            "summary": "a venue's cameras, each with its latest state and its latest snapshot (抓拍), or null",
+            "parameters": _VENUE_ID,
+            "responses": {"200": _json({"type": "object", "required": ["venue", "cameras"], "properties": {
+                "venue": {"type": "string"},
+                "cameras": {"type": "array", "items": {"type": "object", "required": ["device", "camera"],
+                                                       "properties": {
+                    "device": {"type": "string"}, "camera": {"type": "string"},
+                    "covers": {"type": "array", "items": {"type": "string"}},
+                    "kind": {"type": ["string", "null"]}, "state": {"type": ["string", "null"]},
+                    "since": {"type": ["string", "null"], "format": "date-time"},
+                    "snapshot": {"type": ["object", "null"], "properties": {
+                        "id": {"type": "string"}, "url": {"type": "string"}, "event_id": {"type": "string"},
+                        "kind": {"type": "string"}, "state": {"type": "string"},
+                        "occurred_at": {"type": "string", "format": "date-time"},
+                        "received_at": {"type": "string", "format": "date-time"}}}}}}}}),
+                          **_ERRORS}}},
         "/snapshots/{device}/{name}.jpg": {"get": {
             "summary": "one snapshot picture (viewing is audited)",
             "parameters": [{"name": "device", "in": "path", "required": True, "schema": {"type": "string"}},

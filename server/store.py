@@ -6,7 +6,10 @@ out as aware UTC datetimes.
 
 from __future__ import annotations
 
+import fcntl
 import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -31,6 +35,7 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
+    select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -167,6 +172,9 @@ alerts = Table(
     # Equal to `key` while the alert is not resolved, NULL after: the unique index makes "one active alert
     # per condition" a database guarantee, so concurrent ingest workers cannot double-fire.
     Column("active_key", String(200), unique=True),
+    # Equal to `key` for a once-only alert (one per door opening): two ingest workers handling the same event
+    # (a redelivery) cannot both raise it, even after the first was resolved.
+    Column("once_key", String(200), unique=True),
     Column("opened_at", UTCDateTime, nullable=False),
     Column("acked_at", UTCDateTime),
     Column("acked_by", String(64)),
@@ -398,6 +406,50 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def lock_devices(conn: Connection, names: Iterable[str]) -> None:
+    """Make the rest of this transaction the only one reading and changing these devices' rows.
+
+    Several ingest processes share the broker's messages, so two of them may hold messages of one device at
+    once. Ingest reads a device's journal position, clock and sensor states and writes them back changed:
+    without this, one process would overwrite the other's change. PostgreSQL locks the device rows (in id
+    order, so two batches cannot deadlock); SQLite takes its single write lock at BEGIN, before the reads
+    (Python's sqlite3 would otherwise begin only at the first write, after the reads).
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    conn.execute(select(devices.c.id).where(devices.c.id.in_(sorted(names))).order_by(devices.c.id)
+                 .with_for_update()).all()
+
+
+STARTUP_LOCK_KEY = 0x76776174  # "vwat": PostgreSQL advisory lock held while a process migrates the schema
+
+
+@contextmanager
+def startup_lock(engine: Engine, data_dir: Path) -> Iterator[None]:
+    """Only one process at a time migrates the schema and syncs the inventory.
+
+    PostgreSQL: an advisory lock (the processes may run on different machines). SQLite: a lock file beside the
+    database (its processes share one machine by nature).
+    """
+    if engine.dialect.name == "sqlite":
+        with open(data_dir / ".startup.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": STARTUP_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": STARTUP_LOCK_KEY})
+            conn.commit()
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

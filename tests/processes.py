@@ -28,6 +28,8 @@ class ServerProcess:
     proc: subprocess.Popen | None = None
     url: str = ""
     log: list[str] = field(default_factory=list)
+    role: str = "all"  # `--role`: all, ingest, web or scheduler
+    instance: int = 1  # `--instance` of an ingest process
 
     @classmethod
     def create(cls, tmp: Path, broker_url: str, venues: list, root: str, client_id: str, **rules: float
@@ -37,9 +39,19 @@ class ServerProcess:
         return cls(config_path, tmp / "data")
 
     def start(self, timeout: float = 30) -> ServerProcess:
-        self.proc = subprocess.Popen([str(BIN / "venuewatch"), "server", "--config", str(self.config_path)],
+        self.proc = subprocess.Popen([str(BIN / "venuewatch"), "server", "--config", str(self.config_path),
+                                      "--role", self.role, "--instance", str(self.instance)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # A role without the web is ready once it is on the broker (ingest: its shared subscription confirmed).
+        ready = {"ingest": "event=ingest_subscribed", "scheduler": "event=feed_connected"}.get(self.role)
         line = ""
+        while ready is not None and ready not in line:
+            line = self.proc.stdout.readline()
+            assert line or self.proc.poll() is None, "server exited early:\n" + "".join(self.log)
+            self.log.append(line)
+        if ready is not None:
+            threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+            return self
         while "console at" not in line:
             line = self.proc.stdout.readline()
             assert line or self.proc.poll() is None, "server exited early:\n" + "".join(self.log)

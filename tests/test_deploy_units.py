@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-UNITS = sorted((REPO / "deploy/systemd").glob("*.service")) + sorted((REPO / "deploy/systemd").glob("*.timer"))
+UNITS = sorted(p for pattern in ("*.service", "*.timer", "*.target") for p in (REPO / "deploy/systemd").glob(pattern))
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
@@ -22,7 +22,7 @@ def test_unit_verifies(unit: Path, tmp_path: Path):
         pytest.fail("systemd-analyze is missing: apt-get install -y systemd (.ci/run does)")
     # Point ExecStart at this checkout's virtualenv: verify insists the binaries exist.
     text = unit.read_text().replace("/opt/venuewatch/venv/bin/", f"{Path(sys.executable).parent}/")
-    copy = tmp_path / unit.name
+    copy = tmp_path / unit.name.replace("@.", "@1.")  # a template is verified as one of its instances
     copy.write_text(text)
     if unit.suffix == ".timer":  # verify checks that the service it starts exists beside it
         service = unit.with_suffix(".service")
@@ -30,7 +30,7 @@ def test_unit_verifies(unit: Path, tmp_path: Path):
             service.read_text().replace("/opt/venuewatch/venv/bin/", f"{Path(sys.executable).parent}/"))
     result = subprocess.run([analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True,
                             timeout=60, cwd=tmp_path)
-    complaints = [line for line in (result.stdout + result.stderr).splitlines() if unit.name in line]
+    complaints = [line for line in (result.stdout + result.stderr).splitlines() if copy.name in line]
     assert result.returncode == 0 and not complaints, result.stdout + result.stderr
 
 
@@ -86,7 +86,8 @@ def test_the_agent_runs_unprivileged_with_gpio_and_video():
 
 
 @pytest.mark.parametrize("name", ["venuewatch-agent.service", "venuewatch-server.service",
-                                  "venuewatch-report.service"])
+                                  "venuewatch-report.service", "venuewatch-ingest@.service",
+                                  "venuewatch-web.service", "venuewatch-scheduler.service"])
 def test_every_service_restarts_after_a_failure(name):
     service = settings(REPO / "deploy/systemd" / name)["Service"]
     assert service.get("Restart", ["no"])[-1] in {"always", "on-failure"}
@@ -97,3 +98,14 @@ def test_the_report_timer_catches_up_after_downtime():
     timer = settings(REPO / "deploy/systemd/venuewatch-report.timer")["Timer"]
     assert timer["OnCalendar"] == ["*-*-* 00:45:00 Asia/Shanghai"]
     assert timer["Persistent"] == ["true"]
+
+
+def test_the_split_roles_run_one_role_each_and_start_together():
+    ingest = settings(REPO / "deploy/systemd/venuewatch-ingest@.service")
+    assert "--role ingest --instance %i" in ingest["Service"]["ExecStart"][-1]
+    for role in ("web", "scheduler"):
+        unit = settings(REPO / f"deploy/systemd/venuewatch-{role}.service")
+        assert f"--role {role}" in unit["Service"]["ExecStart"][-1]
+        assert unit["Unit"]["PartOf"] == ["venuewatch.target"]
+    target = settings(REPO / "deploy/systemd/venuewatch.target")
+    assert set(target["Unit"]["Wants"][-1].split()) == {"venuewatch-web.service", "venuewatch-scheduler.service"}

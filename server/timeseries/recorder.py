@@ -36,20 +36,24 @@ class SeriesRecorder:
     def record(self, conn: Connection, dialect: str, now: datetime, heartbeats: Iterable[Heartbeat],
                new_events: Iterable[Mapping[str, Any]]) -> None:
         """Heartbeats stored for the first time, and the rows of newly stored events (a resend adds nothing)."""
-        samples: list[rollups.Sample] = []
+        folded = rollups.Folder()
+        # Rollups the retention would delete within the hour are not worth writing (an old journal replayed).
+        oldest = now - self._keep
         lines: list[str | None] = []
         for beat in heartbeats:
-            samples += rollups.heartbeat_samples(beat.device, beat.metrics, beat.measured)
+            if beat.measured >= oldest:
+                for name, value in beat.metrics.items():
+                    folded.add(beat.device, name, beat.measured, value)
             if self.outbox and (tags := device_tags(self._inventory, beat.device)):
                 lines += [to_line(p) for p in heartbeat_points(tags, beat.metrics, beat.measured)]
         for row in new_events:
             data = row["payload"].get("data") or {}
             args = (row["kind"], row["sensor"], row["state"], data if isinstance(data, dict) else {},
                     row["occurred_at"])
-            samples += rollups.event_samples(row["device"], *args)
+            if row["occurred_at"] >= oldest:
+                folded.add_event(row["device"], *args)
             if self.outbox and (tags := device_tags(self._inventory, row["device"])):
                 point = event_point(tags, *args)
                 lines.append(to_line(point) if point else None)
-        # Rollups the retention would delete within the hour are not worth writing (an old journal replayed).
-        rollups.upsert(conn, dialect, rollups.aggregate(s for s in samples if s.at >= now - self._keep))
+        rollups.upsert(conn, dialect, folded.result())
         enqueue(conn, [line for line in lines if line], now)

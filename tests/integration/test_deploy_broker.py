@@ -17,7 +17,9 @@ from tests.services import start_production_mosquitto
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-PASSWORDS = {"pi-a": "pi-a secret 123", "pi-b": "pi-b secret 456", "venuewatch-server": "server secret 789"}
+PASSWORDS = {"pi-a": "pi-a secret 123", "pi-b": "pi-b secret 456", "venuewatch-server": "server secret 789",
+             "venuewatch-web": "web secret 012", "venuewatch-scheduler": "scheduler secret 345",
+             "venuewatch-ingest-1": "ingest secret 678"}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +80,33 @@ def test_devices_speak_only_for_themselves_over_tls(production_broker):
     time.sleep(0.5)
     assert server.is_connected()
     for c in (server, pi_a, thief):
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_server_roles_each_have_their_user_and_the_feed_between_them_is_closed_to_devices(production_broker):
+    # Split into roles (docs/scaling.md), each process has its broker user; they tell each other's consoles what
+    # changed on vw-server/ (server/livefeed.py): a device may neither forge an alert there nor read it.
+    port, ca = production_broker
+    web, web_ok, to_web = client(port, ca, "venuewatch-web", PASSWORDS["venuewatch-web"])
+    ingest, ingest_ok, to_ingest = client(port, ca, "venuewatch-ingest-1", PASSWORDS["venuewatch-ingest-1"])
+    pi_a, pi_a_ok, to_pi = client(port, ca, "pi-a", PASSWORDS["pi-a"])
+    assert web_ok.is_set() and ingest_ok.is_set() and pi_a_ok.is_set()
+    web.subscribe("vw-server/#", qos=1)
+    ingest.subscribe("$share/venuewatch-ingest/vw/#", qos=1)
+    pi_a.subscribe("vw-server/#", qos=1)
+    time.sleep(0.3)
+    pi_a.publish("vw-server/live", b'{"type": "alert"}', qos=1).wait_for_publish(3)
+    pi_a.publish("vw/pi-a/event", b"{}", qos=1).wait_for_publish(3)
+    ingest.publish("vw-server/live", b'{"type": "state"}', qos=1).wait_for_publish(3)
+    deadline = time.monotonic() + 3
+    while not (to_web and to_ingest) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert to_web == ["vw-server/live"]  # the ingest process's, once; the device's was dropped
+    assert to_ingest == ["vw/pi-a/event"]  # the shared subscription is allowed by `topic read vw/#`
+    assert to_pi == []
+    for c in (web, ingest, pi_a):
         c.loop_stop()
         c.disconnect()
 

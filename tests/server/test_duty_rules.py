@@ -100,6 +100,17 @@ def test_chatter_needs_enough_changes_inside_the_window():
     assert door_chatter(door("open", at), VENUE, spread, window, 6) is None
 
 
+def test_chatter_fires_when_an_earlier_change_completing_the_burst_arrives_last():
+    # Out of order (a backlog, or two ingest processes): the change at 10:00:20 arrives after the later ones.
+    at = local(2026, 11, 25, 10, 0)
+    burst = [at + timedelta(seconds=s) for s in (0, 10, 20, 30, 40, 50)]
+    late = door("open", burst[2])
+    assert door_chatter(late, VENUE, burst, timedelta(seconds=60), 6) is not None
+    assert door_chatter(late, VENUE, burst, timedelta(seconds=60), 7) is None
+    # Already past the count in a window holding it: that burst fired before, nothing new.
+    assert door_chatter(late, VENUE, [*burst, burst[3]], timedelta(seconds=60), 6) is None
+
+
 def test_door_open_without_motion_guards():
     since = local(2026, 11, 25, 9, 0)
     open_door = OpenDoor("pi-1", "front", since, "ev-1")
