@@ -69,3 +69,22 @@ def test_the_migrations_ship_with_the_package():
     assert (MIGRATIONS / "env.py").is_file() and (MIGRATIONS / "script.py.mako").is_file()
     assert list((MIGRATIONS / "versions").glob("0001_*.py"))
     assert command  # the alembic command API the server uses at start
+
+
+def test_0002_makes_existing_once_only_alerts_unique_keeping_the_oldest(tmp_path):
+    engine = engine_for(tmp_path)
+    create_schema(engine, "0001")
+    row = ("INSERT INTO alerts (rule, severity, status, venue_id, key, opened_at, notes, event_ids, detail) "
+           "VALUES (:rule, 'critical', 'resolved', 'venue-a', :key, '2026-11-01 08:00:00', '[]', '[]', '{}')")
+    with engine.begin() as conn:
+        for rule, key in (("door_after_hours", "door_after_hours:EV1"), ("door_after_hours", "door_after_hours:EV1"),
+                          ("sensor_fault", "door_no_motion:EV2"), ("device_offline", "device_offline:pi-a")):
+            conn.execute(text(row), {"rule": rule, "key": key})
+    create_schema(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, key, once_key FROM alerts ORDER BY id")).all()
+    # An older release raised one opening twice: the first keeps the key, so it can never be raised again.
+    assert [(r.key, r.once_key) for r in rows] == [
+        ("door_after_hours:EV1", "door_after_hours:EV1"), ("door_after_hours:EV1", None),
+        ("door_no_motion:EV2", "door_no_motion:EV2"), ("device_offline:pi-a", None)]
+    engine.dispose()
