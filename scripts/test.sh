@@ -25,8 +25,9 @@ done
 if [ $# -eq 0 ]; then
     if .venv/bin/python -c "import psycopg; psycopg.connect('host=127.0.0.1 port=5432 dbname=test user=postgres', connect_timeout=3).close()" 2>/dev/null; then
         .venv/bin/python -m pytest --database postgresql -q \
-            tests/server/test_ingest.py tests/server/test_audit.py \
+            tests/server/test_ingest.py tests/server/test_ingest_concurrency.py tests/server/test_audit.py \
             tests/server/test_timeseries.py tests/server/test_migrations.py \
+            tests/integration/test_horizontal_ingest.py \
             tests/integration/test_end_to_end.py \
             tests/integration/test_nothing_lost.py
     else
