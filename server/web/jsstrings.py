@@ -70,24 +70,58 @@ _DUTY: dict[str, Message] = {
     "duty.holiday_missing": N_("节假日数据缺失：{years} 年（请管理员补充）"),
 }
 
-_VENUES: dict[str, Message] = {
+# A venue's state, shared by the board and the venue page (static/venuestate.js), and the words both show.
+_VENUESTATE: dict[str, Message] = {
+    "state.alert": NP_("venue state", "告警"), "state.alert_n": N_("告警 {n}"), "state.offline": N_("离线"),
+    "state.armed": NP_("venue state", "布防"), "state.disarmed": NP_("venue state", "撤防"),
+    "state.open": N_("开放中"), "state.ok": N_("正常"),
     "door.open": N_("开门"), "door.closed": N_("关门"),
     "device.online": N_("在线"), "device.offline": N_("离线"), "device.unknown": N_("未上线"),
     "day.workday": N_("工作日"), "day.weekend": N_("周末"), "day.holiday": N_("节假日"),
     "day.adjusted_workday": N_("调休工作日"),
-    "duration.30": N_("30 分钟"), "duration.60": N_("1 小时"), "duration.120": N_("2 小时"),
-    "duration.240": N_("4 小时"), "duration.480": N_("8 小时"),
     "sensor_state": N_("{sensor}：{state}"), "status_since": N_("{status}自 {time}"),
     "last_seen": N_("最后心跳 {time}"), "backlog": N_("待补传 {n} 条"), "signal": N_("信号 {pct}"),
     "clock_skew": N_("时钟偏差 {s} 秒"), "gap_since": N_("数据缺失自 {time}"),
-    "today": N_("今日（{kind}）：{periods}"), "closed_today": N_("不开放"), "open_now": N_("开放时段"),
-    "closed_now": N_("非开放时段"),
+    "today": N_("今日（{kind}）：{periods}"), "closed_today": N_("不开放"),
+}
+
+# The status board (static/venues.js).
+_VENUES: dict[str, Message] = {
+    "duration.30": N_("30 分钟"), "duration.60": N_("1 小时"), "duration.120": N_("2 小时"),
+    "duration.240": N_("4 小时"), "duration.480": N_("8 小时"),
+    "open_now": N_("开放时段"), "closed_now": N_("非开放时段"),
     "override_armed": N_("人工布防至 {until}，操作人 {by}"), "override_disarmed": N_("人工撤防至 {until}，操作人 {by}"),
     "schedule": N_("按日程"), "schedule_disarm_at": N_("按日程，{time} 自动撤防"),
     "schedule_arm_at": N_("按日程，{time} 自动布防"),
     "arm_minutes": N_("布防/撤防时长"), "arm_note.placeholder": N_("原因（可不填）"), "arm_note.label": N_("原因"),
     "arm": N_("布防"), "disarm": N_("撤防"), "schedule_restore": N_("恢复日程"), "armed": N_("已布防"),
     "disarmed": N_("未布防"),
+    "venue_count": N_("{n} 个场所"), "tally.alert": N_("告警 {n}"), "tally.offline": N_("离线 {n}"),
+    "shown": N_("显示 {n} 个场所，共 {total} 个"), "no_match": N_("没有符合筛选条件的场所"),
+    "no_venues": N_("无可见的场所"),
+}
+
+# The venue page (static/venue.js).
+_VENUE: dict[str, Message] = {
+    **{f"severity.{key}": name for key, name in SEVERITY_NAMES.items()},
+    **{f"rule.{rule}": title for rule, (_severity, title) in RULES.items()},
+    "status.open": N_("未确认"), "status.acked": N_("已确认"), "status.resolved": N_("已处置"),
+    "alert_line": N_("{time} · {status}"), "no_alerts": N_("近期没有告警"),
+    "no_doors_today": N_("今日没有开关门记录"), "late": N_("（迟报）"), "load_failed": N_("加载失败：{error}"),
+    "no_cameras": N_("没有摄像头"), "no_snapshot": N_("无抓拍"), "snapshot_alt": N_("抓拍 {time}"),
+    "snapshot_at": N_("最新抓拍 {time}"),
+    **{f"camera_state.{state}": word for state, word in TAMPER_STATES.items()},
+    "camera_state.online": N_("在线"), "camera_state.offline": N_("离线"), "camera_state.clear": N_("恢复正常"),
+    "camera_state.start": N_("移动侦测"), "camera_state.end": N_("无移动"), "camera_state.snapshot": N_("抓拍"),
+    "seconds": N_("{n} 秒"),
+    "chart_label": N_("{metric}，{range}"), "range.day": N_("最近 24 小时"), "range.week": N_("最近 7 天"),
+    "metric_sensor": N_("{metric}（{sensor}）"), "metric.door_opened": N_("开门次数"),
+    "metric.door_open": N_("门开着"), "metric.motion_started": N_("移动侦测次数"),
+    "metric.motion_active": N_("移动侦测中"), "metric.tamper_active": N_("摄像头异常"),
+    "metric.tamper_covered": N_("遮挡次数"), "metric.camera_online": N_("摄像头在线"),
+    "metric.journal_backlog": N_("待补传条数"), "metric.link.signal_pct": N_("信号强度（%）"),
+    "metric.cpu_temp_c": N_("CPU 温度（℃）"),
+    "no_series": N_("该设备暂无曲线数据"), "no_points": N_("这段时间没有数据"),
 }
 
 _REPORTS: dict[str, Message] = {
@@ -116,11 +150,12 @@ _REVIEW: dict[str, Message] = {
 }
 
 JS_STRINGS: dict[str, dict[str, Message]] = {
-    "common": _COMMON, "console": _CONSOLE, "duty": _DUTY, "venues": _VENUES, "reports": _REPORTS,
-    "review": _REVIEW,
+    "common": _COMMON, "console": _CONSOLE, "duty": _DUTY, "venuestate": _VENUESTATE, "venues": _VENUES,
+    "venue": _VENUE, "reports": _REPORTS, "review": _REVIEW,
 }
 # The scripts each page loads (templates/*.html); the login page loads common.js only.
 PAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
-    "alerts": ("common", "console", "duty"), "venues": ("common", "venues"), "reports": ("common", "reports"),
+    "alerts": ("common", "console", "duty"), "venues": ("common", "venuestate", "venues"),
+    "venue": ("common", "venuestate", "venue"), "reports": ("common", "reports"),
     "review": ("common", "review"),
 }

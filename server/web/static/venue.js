@@ -156,14 +156,14 @@
     const counted = COUNTED.test(metric);
     const points = data.points.map((p) => ({ at: Date.parse(p.t), v: counted ? p.sum : p.mean }));
     const start = Date.parse(data.start); const end = Date.parse(data.end);
-    const top = niceMax(Math.max(0, ...points.map((p) => p.v)));
+    const top = niceMax(Math.max(counted ? 4 : 0, ...points.map((p) => p.v)));  // counts: whole-number lines
     const x = (at) => L + ((at - start) / (end - start)) * (W - L - R);
     const y = (v) => T + (1 - v / top) * (H - T - B);
     const label = t("chart_label", { metric: metricName(metric), range: t(hours === 24 ? "range.day" : "range.week") });
     const chart = svg("svg", { class: "trend-svg venue-chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label },
                       svg("title", {}, label));
     const grid = svg("g", { class: "grid" });
-    const digits = top < 5 && !counted ? 1 : 0;
+    const digits = Number.isInteger(top / 4) ? 0 : 2;
     for (let i = 0; i <= 4; i += 1) {
       const v = (top * i) / 4;
       grid.append(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v) }),
