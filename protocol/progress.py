@@ -24,10 +24,18 @@ def duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _rate(done: int, elapsed: float) -> str:
+    """Per second; per minute for slow jobs (a report day takes tens of seconds), where /s would read 0.0."""
+    if elapsed <= 0:
+        return "-/s"
+    rate = done / elapsed
+    return f"{rate:.1f}/s" if rate >= 1 or done == 0 else f"{rate * 60:.1f}/min"
+
+
 def progress_line(label: str, done: int, total: int | None, elapsed: float, unit: str) -> str:
     """`label: 30/120 days 25% 1.5/s ETA 1:00`; without a total only the count and the rate."""
     rate = done / elapsed if elapsed > 0 else 0.0
-    rate_text = f"{rate:.1f}/s" if elapsed > 0 else "-/s"
+    rate_text = _rate(done, elapsed)
     if not total:
         return f"{label}: {done} {unit} {rate_text}"
     eta = duration((total - done) / rate) if rate > 0 else "?"
@@ -37,7 +45,7 @@ def progress_line(label: str, done: int, total: int | None, elapsed: float, unit
 def summary_line(label: str, done: int, total: int | None, elapsed: float, unit: str, finished: bool) -> str:
     """`label: 120/120 days in 1:20 (1.5/s)`, or `label: stopped at 30/120 days after 0:20 (1.5/s)`."""
     count = f"{done}/{total}" if total else f"{done}"
-    rate = f"{done / elapsed:.1f}/s" if elapsed > 0 else "-/s"
+    rate = _rate(done, elapsed)
     if finished:
         return f"{label}: {count} {unit} in {duration(elapsed)} ({rate})"
     return f"{label}: stopped at {count} {unit} after {duration(elapsed)} ({rate})"

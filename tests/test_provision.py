@@ -230,7 +230,9 @@ def test_acl_check():
     assert provision.acl_covers_devices(ACL, "vw") is True
     assert provision.acl_covers_devices(ACL, "other") is False
     assert provision.acl_covers_devices(Path("/nonexistent/acl"), "vw") is None
-    assert provision.acl_users(ACL) == {"venuewatch-server"}
+    # The server's account and, split into roles (docs/scaling.md), one per role: none may be a device id.
+    assert provision.acl_users(ACL) == {"venuewatch-server", "venuewatch-ingest-1", "venuewatch-ingest-2",
+                                        "venuewatch-web", "venuewatch-scheduler"}
 
 
 # --- inventory round trip -----------------------------------------------------------------------------------

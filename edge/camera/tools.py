@@ -69,6 +69,8 @@ def frame_count(source_path: Path) -> int | None:
     (None when it does not say)."""
     if source_path.is_dir():
         return sum(1 for p in source_path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    if not source_path.is_file():
+        return None  # a camera device: no end to count towards
     capture = cv2.VideoCapture(str(source_path))
     try:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0

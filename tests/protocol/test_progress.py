@@ -35,6 +35,7 @@ def test_lines_show_count_percent_rate_and_eta():
     assert progress_line("replay", 30, None, 20.0, "frames") == "replay: 30 frames 1.5/s"
     assert summary_line("r", 120, 120, 80.0, "days", True) == "r: 120/120 days in 1:20 (1.5/s)"
     assert summary_line("r", 30, 120, 20.0, "days", False) == "r: stopped at 30/120 days after 0:20 (1.5/s)"
+    assert summary_line("r", 30, 30, 845.0, "days", True) == "r: 30/30 days in 14:05 (2.1/min)"
     assert [duration(s) for s in (7, 725, 3723)] == ["0:07", "12:05", "1:02:03"]
 
 
