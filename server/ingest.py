@@ -668,18 +668,22 @@ class Ingest:
                 batch.set_device(device, clock_skew_s=skew)
 
     def _after_commit(self, batch: _Batch) -> None:
-        for venue_id, data in batch.updates.values():
-            self._hub.publish("state", venue_id, data)
-        # An alert write failing here (disk full) raises OperationalError: the batch is then acknowledged
-        # neither to the broker nor to the agents, and its redelivery gives each alert its second chance.
-        for decision in batch.decisions:
-            self._book.apply(decision)
-        for decision in batch.repeated_offline:
-            # Only if the device is still offline after the whole batch: a live message behind the replayed
-            # will in the same batch has already brought it back.
-            still_offline = batch.devices[decision.device or ""]["status"] == "offline"
-            if still_offline and not self._book.raised_since(decision.key, decision.at):
+        # Alerts before the batch's state updates: each console's stream sends its updates in order, and under
+        # load a batch carries a state update for every device in it (hundreds), which the alert would wait behind.
+        try:
+            # An alert write failing here (disk full) raises OperationalError: the batch is then acknowledged
+            # neither to the broker nor to the agents, and its redelivery gives each alert its second chance.
+            for decision in batch.decisions:
                 self._book.apply(decision)
+            for decision in batch.repeated_offline:
+                # Only if the device is still offline after the whole batch: a live message behind the replayed
+                # will in the same batch has already brought it back.
+                still_offline = batch.devices[decision.device or ""]["status"] == "offline"
+                if still_offline and not self._book.raised_since(decision.key, decision.at):
+                    self._book.apply(decision)
+        finally:
+            for venue_id, data in batch.updates.values():  # committed: the consoles see them whatever happened
+                self._hub.publish("state", venue_id, data)
         if self.send_ack:
             for device in batch.acks:
                 stream = batch.streams[device]

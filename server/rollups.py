@@ -80,13 +80,13 @@ def event_samples(device: str, kind: str, sensor: str, state: str, data: Mapping
 
 def aggregate(samples: Iterable[Sample]) -> dict[Key, Agg]:
     """Samples folded into per-minute aggregates."""
-    folded = Folder()
+    folded = MinuteAggregator()
     for s in samples:
         folded.add(s.device, s.metric, s.at, s.value)
     return folded.result()
 
 
-class Folder:
+class MinuteAggregator:
     """Per-minute aggregates built up sample by sample, as `aggregate` does, without a Sample or an Agg per
     sample: an ingest batch folds tens of thousands of them."""
 

@@ -36,7 +36,7 @@ class SeriesRecorder:
     def record(self, conn: Connection, dialect: str, now: datetime, heartbeats: Iterable[Heartbeat],
                new_events: Iterable[Mapping[str, Any]]) -> None:
         """Heartbeats stored for the first time, and the rows of newly stored events (a resend adds nothing)."""
-        folded = rollups.Folder()
+        folded = rollups.MinuteAggregator()
         # Rollups the retention would delete within the hour are not worth writing (an old journal replayed).
         oldest = now - self._keep
         lines: list[str | None] = []
