@@ -73,6 +73,20 @@ def start_mosquitto(workdir: Path, extra_config: str = "persistence false\n", no
 REPO = Path(__file__).resolve().parent.parent
 
 
+def broker_credentials(work: Path, passwords: dict[str, str]) -> tuple[Path, Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA) and a mosquitto password file for
+    `passwords` (user -> password), in `work`: what start_production_mosquitto needs. Returns (ca, key, passwd)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(work / "server.key"), "-out", str(work / "ca.crt"), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+    passwd = work / "passwd"
+    for i, (user, password) in enumerate(passwords.items()):
+        create = ["-c"] if i == 0 else []
+        subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", *create, str(passwd),
+                        user, password], check=True, capture_output=True)
+    return work / "ca.crt", work / "server.key", passwd
+
+
 def start_production_mosquitto(work: Path, ca: Path, cert: Path, key: Path,
                                passwd: Path, acl: Path = REPO / "deploy/mosquitto/acl") -> tuple[subprocess.Popen, int]:
     """deploy/mosquitto/venuewatch.conf as shipped (TLS, no anonymous, the ACL), on a free local port with the

@@ -3,7 +3,6 @@ access, a device may publish only under its own id, and nobody can take over ano
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import subprocess
 import threading
@@ -13,7 +12,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.services import start_production_mosquitto
+from tests.services import broker_credentials, start_production_mosquitto
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -25,16 +24,9 @@ PASSWORDS = {"pi-a": "pi-a secret 123", "pi-b": "pi-b secret 456", "venuewatch-s
 @pytest.fixture(scope="module")
 def production_broker(tmp_path_factory):
     work = tmp_path_factory.mktemp("prod-broker")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(work / "server.key"), "-out", str(work / "ca.crt"), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
-    passwd = work / "passwd"
-    for i, (user, password) in enumerate(PASSWORDS.items()):
-        flags = ["-c"] if i == 0 else []
-        subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", *flags,
-                        str(passwd), user, password], check=True, capture_output=True)
-    process, port = start_production_mosquitto(work, work / "ca.crt", work / "ca.crt", work / "server.key", passwd)
-    yield port, work / "ca.crt"
+    ca, key, passwd = broker_credentials(work, PASSWORDS)
+    process, port = start_production_mosquitto(work, ca, ca, key, passwd)
+    yield port, ca
     process.terminate()
     process.wait(timeout=10)
 

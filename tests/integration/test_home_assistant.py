@@ -14,7 +14,6 @@ templates with jinja2 (`value_json`).
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import ssl
 import subprocess
@@ -35,7 +34,7 @@ from edge.config import load_device_config
 from tests.conftest import BIN, device_yaml
 from tests.edge.hass_schema import problems
 from tests.helpers import wait_for, write_yaml
-from tests.services import REPO, start_production_mosquitto
+from tests.services import REPO, broker_credentials, start_production_mosquitto
 
 pytestmark = pytest.mark.integration
 
@@ -210,16 +209,8 @@ def documented_acl(tmp_path: Path) -> Path:
 
 
 def test_the_acl_lets_a_device_announce_only_itself_and_home_assistant_read_its_entities(tmp_path):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(tmp_path / "server.key"), "-out", str(tmp_path / "ca.crt"), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
-    passwd = tmp_path / "passwd"
-    for i, (user, password) in enumerate(PASSWORDS.items()):
-        create = ["-c"] if i == 0 else []
-        subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", *create, str(passwd),
-                        user, password], check=True, capture_output=True)
-    ca = tmp_path / "ca.crt"
-    process, port = start_production_mosquitto(tmp_path, ca, ca, tmp_path / "server.key", passwd,
+    ca, key, passwd = broker_credentials(tmp_path, PASSWORDS)
+    process, port = start_production_mosquitto(tmp_path, ca, ca, key, passwd,
                                                acl=documented_acl(tmp_path))
     ha = HomeAssistantView(port, ["homeassistant/#", "vw/+/status", "vw/+/state/+", "vw/+/event"],
                            user="homeassistant", password=PASSWORDS["homeassistant"], ca=ca)
