@@ -15,6 +15,8 @@ from waitress.server import create_server
 
 from protocol.configfile import ConfigError
 from server import audit
+from server.admin.editor import InventoryAdmin
+from server.admin.reload import InventoryWatcher, sync_inventory
 from server.alerts import AlertBook
 from server.arming import ArmingBook
 from server.calendar import NationalCalendar
@@ -40,7 +42,6 @@ from server.store import (
     sensor_states,
     startup_lock,
     streams,
-    venues,
 )
 from server.streams import Stream
 from server.timeseries.outbox import InfluxSink, OutboxWriter, read_token
@@ -80,25 +81,6 @@ def seed_status_log(engine: Engine) -> int:
             conn.execute(insert(device_status_log), [
                 {"device": r.id, "at": r.status_at, "status": r.status, "reason": r.status_reason} for r in rows])
     return len(rows)
-
-
-def sync_inventory(engine: Engine, inventory: Inventory) -> None:
-    """Mirror the inventory file into SQL so reports and joins see the same tree."""
-    with engine.begin() as conn:
-        known_venues = {r.id for r in conn.execute(select(venues.c.id))}
-        for v in inventory.venues.values():
-            row = {"name": v.name, "village_id": v.village_id, "village_name": v.village_name,
-                   "township_id": v.township_id, "township_name": v.township_name, "hours": v.hours}
-            if v.id in known_venues:
-                conn.execute(update(venues).where(venues.c.id == v.id).values(**row))
-            else:
-                conn.execute(insert(venues).values(id=v.id, **row))
-        known_devices = {r.id for r in conn.execute(select(devices.c.id))}
-        for device, venue_id in inventory.device_venue.items():
-            if device in known_devices:
-                conn.execute(update(devices).where(devices.c.id == device).values(venue_id=venue_id))
-            else:
-                conn.execute(insert(devices).values(id=device, venue_id=venue_id, status="unknown"))
 
 
 def load_server_roster(config: ServerConfig, inventory: Inventory) -> RosterFile:
@@ -157,6 +139,8 @@ class VenueWatchServer:
         self._now = now
         ingests, schedules, serves = role in ("all", "ingest"), role in ("all", "scheduler"), role in ("all", "web")
         self.engine = open_store(config, inventory)
+        # Every role takes a changed inventory file (the 管理 pages, `provision device`) without a restart.
+        self.inventory_watcher = InventoryWatcher(config.inventory, inventory, self.engine, config.data_dir)
         self.hub = Hub()
         self.book = AlertBook(self.engine, self.hub, inventory, severities=config.rules.severity,
                               group_window=timedelta(minutes=config.rules.group_minutes),
@@ -213,7 +197,8 @@ class VenueWatchServer:
             services = Services(self.engine, inventory, self.book, self.hub, self.workers or self.ingest.counters,
                                 config.tz, broker_connected=link.connected.is_set,
                                 store_ok=self.workers.store_ok if self.workers else lambda: self.ingest.store_ok,
-                                duty=self.duty, reports=self.reports)
+                                duty=self.duty, reports=self.reports,
+                                admin=InventoryAdmin(self.engine, self.inventory_watcher, now))
             self.app = app = create_app(services, load_secret_key(config.data_dir),
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours,
                                         trusted_proxies=config.http.trusted_proxies)
@@ -245,6 +230,7 @@ class VenueWatchServer:
             self.dispatcher.start()
         if self.timeseries:
             self.timeseries.start()
+        self._spawn("inventory-watch", lambda: self.inventory_watcher.run(self._stop))
         if self.role in ("all", "scheduler"):
             self._spawn("timed-rules", self._timed_rules_loop)
         if self.report_scheduler:

@@ -207,6 +207,8 @@ class Inventory:
 
     def __init__(self, data: InventoryFile) -> None:
         self.data = data
+        # Bumped by replace(): what is cached from the inventory (hours, names) keys on it.
+        self.generation = 0
         self.county_id = data.county.id
         self.county_name = data.county.name
         self.venues: dict[str, VenueInfo] = {}
@@ -229,6 +231,14 @@ class Inventory:
                         for camera in device.cameras:
                             for door in camera.covers:
                                 self.door_cameras[(device.id, door)] = (device.id, camera.id)
+
+    def replace(self, other: Inventory) -> None:
+        """Take `other`'s content in place. Every part of the server holds this one object, so a reloaded
+        file (the console's admin pages, `provision device`, an operator's editor) reaches all of them."""
+        generation = self.generation
+        # One attribute at a time: a reader in another thread sees old or new dicts, each complete by itself.
+        self.__dict__.update(other.__dict__)
+        self.generation = generation + 1
 
     def venue_of(self, device: str) -> VenueInfo | None:
         venue_id = self.device_venue.get(device)

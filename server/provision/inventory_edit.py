@@ -40,8 +40,12 @@ class InventoryFile:
                         return venue
         return None
 
-    def add_device(self, venue_id: str, device: str, doors: list[str]) -> None:
-        """Append the device to the venue's `devices`, keeping the comments that follow the list in place."""
+    def add_device(self, venue_id: str, device: str, doors: list[str],
+                   cameras: list[tuple[str, list[str]]] | None = None) -> None:
+        """Append the device to the venue's `devices`, keeping the comments that follow the list in place.
+
+        `cameras`: (camera id, doors it sees), for the server's door-open-without-motion check.
+        """
         from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
         venue = self.venue(venue_id)
@@ -58,6 +62,15 @@ class InventoryFile:
         entry = CommentedMap(id=device)
         entry["doors"] = CommentedSeq(doors)
         entry["doors"].fa.set_flow_style()
+        if cameras:
+            entry["cameras"] = CommentedSeq()
+            for camera, covers in cameras:
+                item = CommentedMap(id=camera)
+                item["covers"] = CommentedSeq(covers)
+                item["covers"].fa.set_flow_style()
+                entry["cameras"].append(item)
+            if venue.fa.flow_style():
+                entry["cameras"].fa.set_flow_style()
         devices.append(entry)
         _give_after(_last_slot(devices), following)
 
@@ -79,6 +92,43 @@ class InventoryFile:
         elif index > 0:
             _give_after(_slot_after(devices, index - 1, 0), following)
         return venue_id
+
+    def node(self, node_id: str) -> Any:
+        """The township's or village's mapping in the YAML tree, or None."""
+        for township in self.data.get("townships") or []:
+            if township.get("id") == node_id:
+                return township
+            for village in township.get("villages") or []:
+                if village.get("id") == node_id:
+                    return village
+        return None
+
+    def add_node(self, parent_id: str | None, key: str, entry: dict[str, Any]) -> None:
+        """Append a township (parent None, key `townships`), a village or a venue, as add_device does a device.
+
+        Lists of periods and doors are written inline (`mon: ["08:30-12:00"]`), as the examples are.
+        """
+        from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+        holder = self.data if parent_id is None else (self.venue(parent_id) if key == "devices"
+                                                      else self.node(parent_id))
+        node = CommentedMap()
+        for field, value in entry.items():
+            if isinstance(value, dict):
+                value = CommentedMap((k, _inline(v)) for k, v in value.items())
+            node[field] = _inline(value)
+        items = holder.get(key)
+        if _is_block(items):
+            following = _take_after(items[-1])
+        elif isinstance(items, CommentedSeq):
+            following = _take_slot_rest((holder, key, 2))
+        else:
+            following = _take_after(holder, own_end=False)
+            items = holder[key] = CommentedSeq()
+        if not holder.fa.flow_style():
+            items.fa.set_block_style()
+        items.append(node)
+        _give_after(_last_slot(items), following)
 
     def render(self) -> str:
         out = io.StringIO()
@@ -105,6 +155,17 @@ class InventoryFile:
 # ruamel keeps the comment lines that follow a collection on its deepest last entry, so appending would put
 # the new entry below comments that describe the next venue or village. These helpers move such lines.
 Slot = tuple[Any, Any, int]
+
+
+def _inline(value: Any) -> Any:
+    """A list of plain values (periods, door ids) as a flow sequence; anything else as it is."""
+    from ruamel.yaml.comments import CommentedSeq
+
+    if not isinstance(value, list):
+        return value
+    seq = CommentedSeq(value)
+    seq.fa.set_flow_style()
+    return seq
 
 
 def _is_block(value: Any) -> bool:

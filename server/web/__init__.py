@@ -33,6 +33,7 @@ class Services:
     store_ok: Any = None  # callable -> bool: can ingest write to the database right now?
     duty: Any = None  # server.duty.DutyDesk: roster, check-in, handover, arming
     reports: Any = None  # server.reports.archive.ReportArchive: nightly reports and the county review
+    admin: Any = None  # server.admin.editor.InventoryAdmin: the 管理 pages (townships … devices, accounts)
 
 
 def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = True,
@@ -61,6 +62,7 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
 
     from server.web import (  # noqa: F401 (account, seriesapi: routes on api.bp)
         account,
+        admin,
         api,
         auth,
         console,
@@ -77,6 +79,7 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
     app.register_blueprint(dutyapi.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(reportsapi.bp)
+    app.register_blueprint(admin.bp)
     i18n.init_app(app)
     app.before_request(auth.load_user)
     app.after_request(_security_headers)
