@@ -46,6 +46,7 @@ from server.store import (
 from server.streams import Stream
 from server.timeseries.outbox import InfluxSink, OutboxWriter, read_token
 from server.timeseries.recorder import SeriesRecorder
+from server.users import has_users
 from server.web import (
     Services,
     create_app,
@@ -202,6 +203,9 @@ class VenueWatchServer:
             self.app = app = create_app(services, load_secret_key(config.data_dir),
                              secure_cookies=config.http.secure_cookies, session_hours=config.http.session_hours,
                                         trusted_proxies=config.http.trusted_proxies)
+            if not has_users(self.engine):
+                log.warning("event=no_accounts hint=create the first admin on this server: venuewatch user add "
+                            "NAME --role county_admin (then add the others from the console's 管理 page)")
             # /metrics reports the time-series writer's counters where it runs in this process (role all).
             app.extensions["venuewatch.timeseries"] = self.timeseries
             try:

@@ -59,6 +59,11 @@ def visible_venues(user: User, inventory: Inventory) -> frozenset[str] | None:
     return frozenset()
 
 
+def has_users(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(users.c.id).limit(1)).first() is not None
+
+
 def check_new_user(name: str, role: str, scope: str | None, inventory: Inventory) -> None:
     if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UserError(f"user name {name!r}: use 1-64 letters, digits, '-', '_' or '.'")

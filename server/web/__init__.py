@@ -69,6 +69,7 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
         dutyapi,
         i18n,
         ops,
+        password,
         reportsapi,
         seriesapi,
     )
@@ -80,6 +81,7 @@ def create_app(services: Services, secret_key: bytes, *, secure_cookies: bool = 
     app.register_blueprint(ops.bp)
     app.register_blueprint(reportsapi.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(password.bp)
     i18n.init_app(app)
     app.before_request(auth.load_user)
     app.after_request(_security_headers)

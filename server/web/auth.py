@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from flask_babel import gettext
 
 from server import audit
-from server.users import User, authenticate, get_user, user_for_token, visible_venues
+from server.users import User, authenticate, get_user, has_users, user_for_token, visible_venues
 
 bp = Blueprint("auth", __name__)
 
@@ -129,7 +129,9 @@ def login() -> Any:
         by_name.failed(name_key)
         by_addr.failed(addr_key)
         error, status = gettext("用户名或密码错误"), 401
-    return render_template("login.html", error=error, csrf=csrf_token()), status
+    # A fresh install has no account: say how to make the first one (no default password exists).
+    return render_template("login.html", error=error, csrf=csrf_token(),
+                           first_run=not has_users(services().engine)), status
 
 
 @bp.route("/logout", methods=["POST"])

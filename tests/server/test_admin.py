@@ -259,3 +259,40 @@ def test_every_problem_names_its_kind_in_words():
     message, params = problems["scope"]
     assert params["kind"] == checks.KIND_NAMES["village"]
     assert message % {**params, "kind": params["kind"][1]} == "“nowhere”不是一个村，请从列表中选择"
+
+
+def test_a_user_changes_a_handed_over_password_in_the_console_and_other_sessions_end(offline_server):
+    server = offline_server
+    client, csrf = _login(server, "duty-one")
+    other, _ = _login(server, "duty-one")  # the same person, logged in on the duty-room PC too
+    assert "修改密码" in client.get("/").get_data(as_text=True)
+
+    bad = _post(client, csrf, "/password", current="wrong password", new="short", again="other")
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422
+    assert _field_error(html, "password", "current") == "当前密码不对"
+    assert _field_error(html, "password", "new") == "新密码太短：至少 10 个字符"
+    assert _field_error(html, "password", "again") == "两次输入的新密码不一样"
+    same = _post(client, csrf, "/password", current=PASSWORD, new=PASSWORD, again=PASSWORD).get_data(as_text=True)
+    assert _field_error(same, "password", "new") == "新密码不能和当前密码相同"
+    assert authenticate(server.engine, "duty-one", PASSWORD) is not None  # nothing changed so far
+
+    done = _post(client, csrf, "/password", current=PASSWORD, new="a new sentence 2026", again="a new sentence 2026")
+    assert done.status_code == 200 and "密码已修改" in done.get_data(as_text=True)
+    assert authenticate(server.engine, "duty-one", PASSWORD) is None
+    assert authenticate(server.engine, "duty-one", "a new sentence 2026") is not None
+    assert client.get("/api/v1/venues").status_code == 200  # this session stays
+    assert other.get("/api/v1/venues").status_code == 401  # the other one ended
+
+
+def test_a_fresh_install_says_how_to_make_the_first_admin(offline_server):
+    from sqlalchemy import delete
+
+    from server.store import api_tokens, users
+
+    client = offline_server.app.test_client()
+    assert "还没有任何账号" not in client.get("/login").get_data(as_text=True)
+    with offline_server.engine.begin() as conn:
+        conn.execute(delete(api_tokens))
+        conn.execute(delete(users))
+    assert "venuewatch user add admin --role county_admin" in client.get("/login").get_data(as_text=True)
