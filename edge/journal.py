@@ -240,9 +240,10 @@ class Journal:
                 self._reserve(len(payload))
                 if self._lost == counts_before:
                     break
-            # Whatever is lost and not named in this report stays for the next one (normally only `rest`).
-            told = {(a, b) for a, b in chunk}
-            left = [(a, b) for a, b in zip(self._loss_first, self._loss_last, strict=True) if (a, b) not in told]
+            # Whatever is lost and not named in this report stays for the next one (normally only `rest`). If the
+            # last _reserve evicted more, a new loss may have merged into a range the report names: keep only the
+            # seqs the report does not name, or they would be reported twice.
+            left = _subtract(list(zip(self._loss_first, self._loss_last, strict=True)), [(a, b) for a, b in chunk])
             self._lost = {k: n - counts_before.get(k, 0) for k, n in self._lost.items() if n > counts_before.get(k, 0)}
             self._loss_first, self._loss_last = [a for a, _ in left], [b for _, b in left]
             self._loss_ops = []
@@ -542,6 +543,23 @@ class Journal:
             self._logged_at = mono
             log.error("event=journal_write_error file=%s op=%s errors=%d error=%r", self.path, op,
                       self.write_errors, str(exc))
+
+
+def _subtract(ranges: list[tuple[int, int]], told: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted inclusive ranges minus sorted inclusive ranges: [(1, 9)] - [(3, 4)] -> [(1, 2), (5, 9)]."""
+    left: list[tuple[int, int]] = []
+    for first, last in ranges:
+        for a, b in told:
+            if b < first or a > last:
+                continue
+            if a > first:
+                left.append((first, a - 1))
+            first = b + 1
+            if first > last:
+                break
+        if first <= last:
+            left.append((first, last))
+    return left
 
 
 def _runs(seqs: list[int]) -> list[tuple[int, int]]:

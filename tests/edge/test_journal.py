@@ -584,3 +584,29 @@ def test_snapshots_go_after_heartbeats_and_before_door_events_and_are_counted_as
     report = Summaries()
     journal.report_losses(report)
     assert report.got[-1][1]["dropped"] == {"telemetry": 1, "event": 0, "snapshot": 1}
+
+
+def test_a_report_whose_room_keeps_evicting_never_names_a_seq_twice(tmp_path):
+    """Each rebuilt report is larger and evicts one more row, for every try report_losses allows: the last
+    eviction merges into the range the report names. Found under load in the outage test (a lost seq was
+    reported twice, and the dropped counts disagreed with the ranges)."""
+    journal = Journal(tmp_path / "journal.db", max_bytes=1000)
+    for _ in range(11):
+        journal.append("telemetry", LOW, lambda s: body(s, 100))  # row 1 goes to make room for row 11
+    got: list[dict] = []
+
+    def growing(seq: int, summary: dict) -> bytes:
+        got.append(summary)
+        return b"R" * (100 * len(got))  # each try needs a row's more room
+
+    first = journal.report_losses(growing)
+    named = {s for a, b in got[-1]["seq_ranges"] for s in range(a, b + 1)}
+    assert got[-1]["dropped"]["telemetry"] == len(named)
+    later = Summaries()
+    journal.report_losses(later)
+    again = {s for a, b in later.got[-1][1]["seq_ranges"] for s in range(a, b + 1)}
+    assert not named & again, "a lost seq was named in two reports"
+    assert later.got[-1][1]["dropped"]["telemetry"] == len(again)
+    kept = {entry.seq for entry in journal.pending(0, 100)}
+    assert named | again == set(range(1, 12)) - kept - {first}  # every lost seq named exactly once
+    assert journal.report_losses(later) is None
