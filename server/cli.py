@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
             code = run(args, DEFAULT_CONFIG)
             if code == 0:
-                _audit_change(getattr(args, "config", None), f"provision_{args.provision_command}",
-                              getattr(args, "id", None))
+                # a fleet is audited as its CSV file: the file names every device
+                target = getattr(args, "id", None) or (str(args.csv) if hasattr(args, "csv") else None)
+                _audit_change(getattr(args, "config", None), f"provision_{args.provision_command}", target)
             return code
         return _check_config(args.file, args.device)
     except ConfigError as exc:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_provision(sub: argparse._SubParsersAction) -> None:
-    """`venuewatch provision ca|device|revoke`; the work is in server/provision/ (docs/provisioning.md)."""
+    """`venuewatch provision ca|device|fleet|revoke`; the work is in server/provision/ (docs/provisioning.md)."""
     from server.provision import DEFAULT_ACL, DEFAULT_PASSWD, SERVER_CERT_DAYS
 
     p = sub.add_parser("provision", help="county CA, device MQTT accounts and bundles, revocation")
@@ -138,15 +139,23 @@ def _add_provision(sub: argparse._SubParsersAction) -> None:
     dev.add_argument("--venue", required=True, help="venue id in the inventory")
     dev.add_argument("--doors", default="front", help="door ids, optionally with BCM pins: front,back or "
                      "front:17,back:27 (default: front)")
-    dev.add_argument("--inventory", **inventory)
-    dev.add_argument("--passwd", **passwd)
-    dev.add_argument("--acl", type=Path, default=DEFAULT_ACL, help=f"mosquitto ACL to check (default {DEFAULT_ACL})")
-    dev.add_argument("--broker-url", help="what the Pi connects to, e.g. mqtts://mqtt.venuewatch.lan:8883 "
-                     "(default: the server config's broker.url)")
-    dev.add_argument("--ca-file", type=Path, help="county ca.crt to put in the bundle (default: the server's)")
-    dev.add_argument("--out", type=Path, default=Path("."), help="the bundle goes to OUT/ID/ (default: here)")
-    dev.add_argument("--firmware-dir", type=Path, help="also write the device file (no password) to DIR/ID.yaml")
-    dev.add_argument("--config", **config)
+    fleet = prov.add_parser("fleet", help="MQTT accounts, inventory entries and bundles for every device of a CSV "
+                            "file; all rows are checked before anything is written")
+    fleet.add_argument("csv", type=Path, help="CSV with a header row: device,venue[,doors][,cameras] "
+                       "(docs/provisioning.md)")
+    fleet.add_argument("--no-progress", action="store_true", help="no progress or summary on stderr")
+    for parser in (dev, fleet):  # the settings every device of a run shares
+        parser.add_argument("--inventory", **inventory)
+        parser.add_argument("--passwd", **passwd)
+        parser.add_argument("--acl", type=Path, default=DEFAULT_ACL,
+                            help=f"mosquitto ACL to check (default {DEFAULT_ACL})")
+        parser.add_argument("--broker-url", help="what the Pi connects to, e.g. mqtts://mqtt.venuewatch.lan:8883 "
+                            "(default: the server config's broker.url)")
+        parser.add_argument("--ca-file", type=Path, help="county ca.crt to put in the bundle (default: the server's)")
+        parser.add_argument("--out", type=Path, default=Path("."), help="the bundle goes to OUT/ID/ (default: here)")
+        parser.add_argument("--firmware-dir", type=Path,
+                            help="also write the device file (no password) to DIR/ID.yaml")
+        parser.add_argument("--config", **config)
     rev = prov.add_parser("revoke", help="remove a device's MQTT account and inventory entry")
     rev.add_argument("id")
     rev.add_argument("--inventory", **inventory)

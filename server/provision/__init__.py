@@ -7,6 +7,8 @@ Three commands replace the manual openssl / mosquitto_passwd steps of docs/opera
   because a new CA locks out every Pi that trusts the old one.
 - `device`: a random MQTT password in mosquitto's own password-file format, the device in the
   inventory, and a bundle folder for the installer (device file, password, CA certificate).
+- `fleet`: `device` for every row of a CSV file; all rows are checked before anything is written, and the
+  password file and the inventory are each written once.
 - `revoke`: the device's password line and inventory entry go; its history stays in the database.
 
 Secrets are created with their final mode (0600) by os.open, never chmod-ed afterwards, and shared
@@ -14,7 +16,8 @@ files (password file, inventory) are replaced atomically, keeping their owner an
 mosquitto and the server read them as other users and must never see half a file.
 
 Modules: files (writing secrets and shared files), certs (`ca`), passwd (mosquitto's password file and ACL),
-inventory_edit (the inventory kept with its comments), device (`device` and `revoke`), errors (ProvisionError).
+inventory_edit (the inventory kept with its comments), device (`device` and `revoke`), fleet (`fleet`),
+errors (ProvisionError).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from server.provision.device import (
 )
 from server.provision.errors import ProvisionError
 from server.provision.files import replace_file, write_new_file
+from server.provision.fleet import FleetError, FleetRequest, parse_cameras, provision_fleet
 from server.provision.inventory_edit import InventoryFile
 from server.provision.passwd import (
     DEFAULT_ACL,
@@ -59,6 +63,7 @@ from server.provision.passwd import (
     passwd_users,
     remove_password,
     set_password,
+    set_passwords,
     verify_password,
 )
 
@@ -76,6 +81,8 @@ __all__ = [
     "SERVER_CERT_DAYS",
     "SERVER_USER",
     "DeviceRequest",
+    "FleetError",
+    "FleetRequest",
     "InventoryFile",
     "ProvisionError",
     "acl_covers_devices",
@@ -85,16 +92,19 @@ __all__ = [
     "hash_password",
     "make_ca",
     "make_server_cert",
+    "parse_cameras",
     "parse_doors",
     "parse_host",
     "passwd_users",
     "provision_ca",
     "provision_device",
+    "provision_fleet",
     "provision_revoke",
     "remove_password",
     "replace_file",
     "run",
     "set_password",
+    "set_passwords",
     "verify_password",
     "write_new_file",
 ]
@@ -107,6 +117,8 @@ def run(args: argparse.Namespace, default_config: str) -> int:
             report = provision_ca(args.out, args.host or list(DEFAULT_HOSTS), args.days)
         elif args.provision_command == "device":
             report = provision_device(DeviceRequest.from_args(args, default_config))
+        elif args.provision_command == "fleet":
+            report = provision_fleet(FleetRequest.from_args(args, default_config), progress=not args.no_progress)
         else:
             report = provision_revoke(args.id, *_inventory_and_passwd(args, default_config))
     except ProvisionError as exc:

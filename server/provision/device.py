@@ -11,7 +11,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,27 +59,33 @@ class DeviceRequest:
     firmware_dir: Path | None
     root: str
     reserved: set[str]
+    # (camera id, source, doors it sees): written by `provision fleet`'s cameras column, not by `provision device`
+    cameras: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, default_config: str) -> DeviceRequest:
-        config = _server_config(args.config, default_config)
-        inventory = args.inventory or (config.inventory if config else None)
-        if inventory is None:
-            raise ProvisionError(f"--inventory: no inventory given and no server config at {default_config}; "
-                                 "give --inventory FILE or --config SERVER_YAML")
-        broker_url = args.broker_url or (config.broker.url if config else None)
-        if not broker_url:
-            raise ProvisionError("--broker-url: give the address the Pis connect to, e.g. "
-                                 "mqtts://mqtt.venuewatch.lan:8883 (or --config with the server's broker.url)")
-        reserved = {SERVER_USER} | acl_users(args.acl)
-        if config and config.broker.username:
-            reserved.add(config.broker.username)
-        return cls(
-            device=args.id, venue=args.venue, doors=parse_doors(args.doors), inventory=inventory,
-            passwd=args.passwd, acl=args.acl, broker_url=broker_url,
-            ca_file=args.ca_file or (config.broker.ca_file if config else None), out=args.out,
-            firmware_dir=args.firmware_dir, root=config.broker.root if config else DEFAULT_ROOT, reserved=reserved,
-        )
+        return cls(device=args.id, venue=args.venue, doors=parse_doors(args.doors),
+                   **shared_settings(args, default_config))
+
+
+def shared_settings(args: argparse.Namespace, default_config: str) -> dict[str, Any]:
+    """The DeviceRequest fields every device of a run shares (`provision device` and `provision fleet`)."""
+    config = _server_config(args.config, default_config)
+    inventory = args.inventory or (config.inventory if config else None)
+    if inventory is None:
+        raise ProvisionError(f"--inventory: no inventory given and no server config at {default_config}; "
+                             "give --inventory FILE or --config SERVER_YAML")
+    broker_url = args.broker_url or (config.broker.url if config else None)
+    if not broker_url:
+        raise ProvisionError("--broker-url: give the address the Pis connect to, e.g. "
+                             "mqtts://mqtt.venuewatch.lan:8883 (or --config with the server's broker.url)")
+    reserved = {SERVER_USER} | acl_users(args.acl)
+    if config and config.broker.username:
+        reserved.add(config.broker.username)
+    return {"inventory": inventory, "passwd": args.passwd, "acl": args.acl, "broker_url": broker_url,
+            "ca_file": args.ca_file or (config.broker.ca_file if config else None), "out": args.out,
+            "firmware_dir": args.firmware_dir, "root": config.broker.root if config else DEFAULT_ROOT,
+            "reserved": reserved}
 
 
 def _server_config(explicit: Path | None, default: str) -> Any:
@@ -141,13 +147,15 @@ def device_config(request: DeviceRequest, password_file: str, ca_file: str | Non
         broker["ca_file"] = ca_file
     if request.root != DEFAULT_ROOT:
         broker["root"] = request.root
-    data = {"device": request.device, "broker": broker, "data_dir": "/var/lib/venuewatch",
-            "doors": [{"id": door, "pin": pin} for door, pin in request.doors]}
+    data: dict[str, Any] = {"device": request.device, "broker": broker, "data_dir": "/var/lib/venuewatch",
+                            "doors": [{"id": door, "pin": pin} for door, pin in request.doors]}
+    if request.cameras:
+        data["cameras"] = [{"id": camera, "source": source} for camera, source, _ in request.cameras]
     try:
         DeviceConfig.model_validate(data)
     except ValueError as exc:
         raise ProvisionError(f"the device file would not be valid ({_first_error(exc)}); check --broker-url "
-                             "and --doors") from None
+                             f"and --doors{' and the cameras' if request.cameras else ''}") from None
     return data
 
 
@@ -156,14 +164,16 @@ def _first_error(exc: Exception) -> str:
     if errors is None:
         return str(exc)
     err = errors(include_url=False)[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+    where = ".".join(str(p) for p in err["loc"])  # empty for a check of the whole file (ids used twice)
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _device_yaml(data: dict[str, Any], header: str) -> bytes:
     return (header + yaml.safe_dump(data, allow_unicode=True, sort_keys=False)).encode("utf-8")
 
 
-def _check_ca_file(path: Path) -> bytes:
+def check_ca_file(path: Path) -> bytes:
     from cryptography import x509
 
     try:
@@ -177,26 +187,44 @@ def _check_ca_file(path: Path) -> bytes:
     return pem
 
 
+def check_in_inventory(device: str, inventory: InventoryFile) -> None:
+    """A device id is used once in the whole inventory."""
+    where = inventory.model.device_venue.get(device)
+    if where is not None:
+        raise ProvisionError(f"{inventory.path}: device {device!r} is already at {where}; choose another "
+                             f"id, or run `venuewatch provision revoke {device}` first to replace it")
+
+
+def check_venue(venue: str, inventory: InventoryFile) -> None:
+    if inventory.venue(venue) is None:
+        known = ", ".join(sorted(inventory.model.venues)[:8]) or "none"
+        raise ProvisionError(f"--venue: {venue!r} is not a venue in {inventory.path} (venues: {known}"
+                             f"{', …' if len(inventory.model.venues) > 8 else ''}); add the venue first")
+
+
+def check_passwd_folder(passwd: Path) -> None:
+    if not passwd.parent.is_dir():
+        raise ProvisionError(f"--passwd: the folder of {passwd} does not exist; give the broker's "
+                             f"password_file (default {DEFAULT_PASSWD})")
+
+
 def _check_request(request: DeviceRequest, inventory: InventoryFile) -> list[str]:
     """Every refusal before anything is written; returns warnings to print."""
     check_device_id(request.device, request.reserved)
-    where = inventory.model.device_venue.get(request.device)
-    if where is not None:
-        raise ProvisionError(f"{request.inventory}: device {request.device!r} is already at {where}; choose another "
-                             f"id, or run `venuewatch provision revoke {request.device}` first to replace it")
-    if inventory.venue(request.venue) is None:
-        known = ", ".join(sorted(inventory.model.venues)[:8]) or "none"
-        raise ProvisionError(f"--venue: {request.venue!r} is not a venue in {request.inventory} (venues: {known}"
-                             f"{', …' if len(inventory.model.venues) > 8 else ''}); add the venue first")
+    check_in_inventory(request.device, inventory)
+    check_venue(request.venue, inventory)
     bundle = request.out / request.device
     if bundle.exists():
         raise ProvisionError(f"--out: {bundle} exists already (it may hold an older password); move it away")
     if request.firmware_dir and (request.firmware_dir / f"{request.device}.yaml").exists():
         raise ProvisionError(f"--firmware-dir: {request.firmware_dir / (request.device + '.yaml')} exists already; "
                              "move it away")
-    if not request.passwd.parent.is_dir():
-        raise ProvisionError(f"--passwd: the folder of {request.passwd} does not exist; give the broker's "
-                             f"password_file (default {DEFAULT_PASSWD})")
+    check_passwd_folder(request.passwd)
+    return run_notes(request, inventory)
+
+
+def run_notes(request: DeviceRequest, inventory: InventoryFile) -> list[str]:
+    """Warnings about the run's settings (not refusals): printed after the summary."""
     warnings = []
     if inventory.reformatted:
         warnings.append(f"note: ruamel.yaml writes some untouched lines of {request.inventory} differently (same "
@@ -222,21 +250,13 @@ def provision_device(request: DeviceRequest) -> str:
     """
     inventory = InventoryFile(request.inventory)
     notes = _check_request(request, inventory)
-    ca_pem = _check_ca_file(request.ca_file) if request.ca_file else None
+    ca_pem = check_ca_file(request.ca_file) if request.ca_file else None
     data = device_config(request, PASSWORD_FILE, CA_FILE if ca_pem else None)
     password = secrets.token_urlsafe(24)
     bundle = request.out / request.device
     with _staging(bundle) as staging:
         venue = inventory.model.venues[request.venue]
-        header = (f"# {request.device} at {venue.name} ({venue.id}), {venue.village_name}, {venue.township_name}.\n"
-                  f"# Made by `venuewatch provision device` on {dt.date.today()}. On the Pi: "
-                  f"/etc/venuewatch/{request.device}.yaml,\n# with {PASSWORD_FILE} and {CA_FILE} beside it "
-                  "(docs/provisioning.md).\n")
-        write_new_file(staging / f"{request.device}.yaml", _device_yaml(data, header), 0o600)
-        write_new_file(staging / PASSWORD_FILE, (password + "\n").encode(), 0o600)
-        if ca_pem:
-            write_new_file(staging / CA_FILE, ca_pem, 0o644)
-        write_new_file(staging / "agent.env", f"VENUEWATCH_DEVICE={request.device}\n".encode(), 0o644)
+        header = write_bundle(staging, request, data, password, ca_pem, venue, "provision device")
         inventory.add_device(request.venue, request.device, [door for door, _ in request.doors])
         text = inventory.checked_text()
         replaced = set_password(request.passwd, request.device, password)
@@ -249,14 +269,29 @@ def provision_device(request: DeviceRequest) -> str:
         f"  passwd     {request.passwd}: {'replaced' if replaced else 'added'} user {request.device}",
         f"  inventory  {request.inventory}: added {request.device} (doors "
         f"{', '.join(f'{d} on BCM {p}' for d, p in request.doors)}); the previous file is {backup.name}",
-        "  acl        " + _acl_note(request.acl, request.root),
+        "  acl        " + acl_note(request.acl, request.root),
     ]
     if request.firmware_dir:
         try:
-            lines.append(f"  firmware   {_write_firmware_file(request, data, header)} (no password in it)")
+            lines.append(f"  firmware   {write_firmware_file(request, data, header)} (no password in it)")
         except ProvisionError as exc:  # the device is provisioned all the same: say so, not exit 2
             lines.append(f"  firmware   not written: {exc}")
-    return "\n".join([*lines, *notes, *_reload_hint()])
+    return "\n".join([*lines, *notes, *reload_hint()])
+
+
+def write_bundle(folder: Path, request: DeviceRequest, data: dict[str, Any], password: str, ca_pem: bytes | None,
+                 venue: Any, command: str) -> str:
+    """The installer's files in `folder` (which exists, mode 0700); returns the device file's header comment."""
+    header = (f"# {request.device} at {venue.name} ({venue.id}), {venue.village_name}, {venue.township_name}.\n"
+              f"# Made by `venuewatch {command}` on {dt.date.today()}. On the Pi: "
+              f"/etc/venuewatch/{request.device}.yaml,\n# with {PASSWORD_FILE} and {CA_FILE} beside it "
+              "(docs/provisioning.md).\n")
+    write_new_file(folder / f"{request.device}.yaml", _device_yaml(data, header), 0o600)
+    write_new_file(folder / PASSWORD_FILE, (password + "\n").encode(), 0o600)
+    if ca_pem:
+        write_new_file(folder / CA_FILE, ca_pem, 0o644)
+    write_new_file(folder / "agent.env", f"VENUEWATCH_DEVICE={request.device}\n".encode(), 0o644)
+    return header
 
 
 @contextlib.contextmanager
@@ -273,7 +308,7 @@ def _staging(bundle: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_firmware_file(request: DeviceRequest, data: dict[str, Any], header: str) -> Path:
+def write_firmware_file(request: DeviceRequest, data: dict[str, Any], header: str) -> Path:
     """The same device file with absolute Pi paths, for firmware_config/devices/ (version control)."""
     broker = dict(data["broker"], password_file=f"/etc/venuewatch/{PASSWORD_FILE}")
     if "ca_file" in broker:
@@ -287,7 +322,7 @@ def _write_firmware_file(request: DeviceRequest, data: dict[str, Any], header: s
     return path
 
 
-def _acl_note(acl: Path, root: str) -> str:
+def acl_note(acl: Path, root: str) -> str:
     covered = acl_covers_devices(acl, root)
     if covered is None:
         return f"{acl}: not readable, not checked; it needs `pattern write {root}/%u/#` (deploy/mosquitto/acl)"
@@ -297,7 +332,7 @@ def _acl_note(acl: Path, root: str) -> str:
             "install deploy/mosquitto/acl as this file")
 
 
-def _reload_hint() -> list[str]:
+def reload_hint() -> list[str]:
     return ["next: sudo systemctl reload mosquitto        (mosquitto re-reads its password and ACL files on SIGHUP)",
             "      sudo systemctl restart venuewatch-server (the server reads the inventory when it starts)"]
 
@@ -328,4 +363,4 @@ def provision_revoke(device: str, inventory_path: Path, passwd: Path) -> str:
     else:
         lines.append(f"  inventory  {inventory_path}: {device} was not listed")
     lines.append("  its stored events and alerts stay in the database")
-    return "\n".join([*lines, *_reload_hint()])
+    return "\n".join([*lines, *reload_hint()])

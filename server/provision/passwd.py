@@ -68,29 +68,38 @@ def passwd_users(path: Path) -> dict[str, str]:
 
 def set_password(path: Path, user: str, password: str) -> bool:
     """Add or replace `user`'s line; returns True if it replaced one. Other lines are kept as they are."""
-    lines, replaced = _lines_without(path, user)
-    lines.append(f"{user}:{hash_password(password)}")
+    return bool(set_passwords(path, {user: password}))
+
+
+def set_passwords(path: Path, passwords: dict[str, str]) -> set[str]:
+    """Add or replace the lines of many users (user -> password) in ONE atomic replace; returns the replaced users.
+
+    One write for a whole fleet: mosquitto may re-read the file at any moment and must see all or none.
+    """
+    lines, replaced = _lines_without(path, set(passwords))
+    lines.extend(f"{user}:{hash_password(password)}" for user, password in passwords.items())
     _write_passwd(path, lines)
     return replaced
 
 
 def remove_password(path: Path, user: str) -> bool:
     """Remove `user`'s line; returns False (and writes nothing) if there was none."""
-    lines, removed = _lines_without(path, user)
+    lines, removed = _lines_without(path, {user})
     if removed:
         _write_passwd(path, lines)
-    return removed
+    return bool(removed)
 
 
-def _lines_without(path: Path, user: str) -> tuple[list[str], bool]:
+def _lines_without(path: Path, users: set[str]) -> tuple[list[str], set[str]]:
+    """The file's lines without those of `users`, and which of them had a line."""
     if not path.exists():
         if not path.parent.is_dir():
             raise ProvisionError(f"--passwd: the folder of {path} does not exist; give the broker's password_file "
                                  f"(default {DEFAULT_PASSWD})")
-        return [], False
+        return [], set()
     lines = _read_text(path, "mosquitto password file").splitlines()
-    kept = [line for line in lines if _passwd_user(line) != user]
-    return kept, len(kept) != len(lines)
+    kept = [line for line in lines if _passwd_user(line) not in users]
+    return kept, {user for line in lines if (user := _passwd_user(line)) in users}
 
 
 def _write_passwd(path: Path, lines: list[str]) -> None:

@@ -21,7 +21,7 @@ import yaml
 
 from server.provision import provision_ca, set_password, verify_password
 from tests.conftest import agent_process, make_server_files
-from tests.helpers import ALWAYS_CLOSED, wait_for, write_yaml
+from tests.helpers import ALWAYS_CLOSED, inventory_dict, wait_for, write_yaml
 from tests.services import start_production_mosquitto
 
 pytestmark = pytest.mark.integration
@@ -180,3 +180,56 @@ def test_provisioned_device_reports_over_tls_until_revoked(broker, tmp_path):
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=15)
         server.stop()
+
+
+def test_fleet_provisioned_devices_connect_and_publish_only_under_their_own_id(broker, tmp_path):
+    """`provision fleet` on the same broker: each device logs in with its bundle's password after one reload, and
+    the ACL's `pattern write vw/%u/#` covers it without a line of its own."""
+    url = f"mqtts://127.0.0.1:{broker.port}"
+    write_yaml(tmp_path / "inventory.yaml", inventory_dict([("venue-a", "t-one", ALWAYS_CLOSED, []),
+                                                            ("venue-b", "t-one", ALWAYS_CLOSED, [])]))
+    csv = tmp_path / "fleet.csv"
+    csv.write_text('device,venue,doors\npi-0501,venue-a,"front,back"\npi-0502,venue-b,\npi-0503,venue-b,side\n')
+    made = provision("fleet", str(csv), "--inventory", str(tmp_path / "inventory.yaml"), "--passwd", str(broker.passwd),
+                     "--acl", str(REPO / "deploy/mosquitto/acl"), "--broker-url", url, "--ca-file", str(broker.ca),
+                     "--out", str(tmp_path / "bundles"), "--no-progress")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith(f"provisioned 3 devices from {csv}:")
+    broker.reload()
+    for device in ("pi-0501", "pi-0502", "pi-0503"):
+        password = (tmp_path / "bundles" / device / "mqtt-password").read_text().strip()
+        assert wait_for(lambda d=device, p=password: connects(broker, d, p), timeout=5, what=f"{device} to log in")
+        assert not connects(broker, device, password + "x")
+    assert publish_allowed(broker, "pi-0501", (tmp_path / "bundles/pi-0501/mqtt-password").read_text().strip())
+    assert connects(broker, "venuewatch-server", SERVER_PASSWORD)  # the other lines of the file are kept
+
+
+def publish_allowed(broker: Broker, user: str, password: str) -> bool:
+    """The server's account sees what `user` publishes under vw/<user>/, and nothing it writes under another id."""
+    seen: list[str] = []
+    subscribed = threading.Event()
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fleet-watcher", protocol=mqtt.MQTTv311)
+    watcher.username_pw_set("venuewatch-server", SERVER_PASSWORD)
+    watcher.tls_set(ca_certs=str(broker.ca), cert_reqs=ssl.CERT_REQUIRED)
+    # Only the two topics: other tests of this module leave retained messages under vw/.
+    watcher.on_connect = lambda c, *a: c.subscribe([("vw/pi-0502/status", 1), (f"vw/{user}/status", 1)])
+    watcher.on_subscribe = lambda *a: subscribed.set()
+    watcher.on_message = lambda c, u, msg: seen.append(msg.topic)
+    watcher.connect("127.0.0.1", broker.port, keepalive=10)
+    watcher.loop_start()
+    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv311)
+    device.username_pw_set(user, password)
+    device.tls_set(ca_certs=str(broker.ca), cert_reqs=ssl.CERT_REQUIRED)
+    try:
+        assert subscribed.wait(5), "the server's account could not subscribe"
+        device.connect("127.0.0.1", broker.port, keepalive=10)
+        device.loop_start()
+        device.publish("vw/pi-0502/status", b"forged", qos=1).wait_for_publish(5)
+        device.publish(f"vw/{user}/status", b"online", qos=1).wait_for_publish(5)
+        wait_for(lambda: f"vw/{user}/status" in seen, timeout=5, what="the device's own message")
+    finally:
+        device.loop_stop()
+        device.disconnect()
+        watcher.loop_stop()
+        watcher.disconnect()
+    return seen == [f"vw/{user}/status"]
