@@ -374,7 +374,7 @@ def test_provision_device_writes_bundle_password_line_and_inventory(site, capsys
     assert "password_file: /etc/venuewatch/mqtt-password" in firmware and "ca_file: /etc/venuewatch/ca.crt" in firmware
 
     for said in ("added user pi-0099", "pattern write vw/%u/#", "systemctl reload mosquitto", "SIGHUP",
-                 "restart venuewatch-server", str(bundle)):
+                 "event=inventory_reloaded", str(bundle)):
         assert said in out
     assert err == ""
 
@@ -495,3 +495,55 @@ def test_revoke_refusals(site, capsys, device, expected):
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
     assert unchanged(site) == before
+
+
+def _register_from_console(site: dict[str, Path], device: str, doors: list[str]) -> str:
+    """What 管理 → 登记设备 does: the device in the inventory, no MQTT account yet (server/admin/editor.py)."""
+    from server.provision.inventory_edit import InventoryFile
+
+    editor = InventoryFile(site["inventory"])
+    editor.add_device("venue-taohua-shuwu", device, doors)
+    editor.save(editor.checked_text())
+    return site["inventory"].read_text()
+
+
+def test_a_device_registered_from_the_console_gets_only_its_account_and_bundle(site, capsys):
+    registered = _register_from_console(site, "pi-0099", ["front", "back"])
+    assert main(device_args(site, "pi-0099", "--doors", "front,back:27")) == 0
+    out = capsys.readouterr().out
+    assert "pi-0099 was registered there already (doors front on BCM 17, back on BCM 27); unchanged" in out
+    assert site["inventory"].read_text() == registered  # not written again, not listed twice
+    password = (site["out"] / "pi-0099" / "mqtt-password").read_text().strip()
+    assert provision.verify_password(provision.passwd_users(site["passwd"])["pi-0099"], password)
+
+    # Once it has an account, the same command is refused: a second password would lock the Pi out.
+    before = unchanged(site)
+    shutil.rmtree(site["out"] / "pi-0099")
+    assert main(device_args(site, "pi-0099", "--doors", "front,back")) == 2
+    assert "has an MQTT account already; run `venuewatch provision revoke pi-0099` first" in capsys.readouterr().err
+    assert unchanged(site) == before
+
+
+def test_a_registered_device_with_other_doors_is_refused(site, capsys):
+    _register_from_console(site, "pi-0099", ["front", "back"])
+    before = unchanged(site)
+    assert main(device_args(site, "pi-0099", "--doors", "front")) == 2
+    err = capsys.readouterr().err
+    assert "--doors: pi-0099 is registered at venue-taohua-shuwu with doors front,back; give the same doors" in err
+    assert unchanged(site) == before
+
+
+def test_provision_waits_while_the_console_edits_the_inventory(site, capsys):
+    import threading
+
+    from server.provision.files import inventory_lock
+
+    codes: list[int] = []
+    with inventory_lock(site["inventory"]):  # as the console's 管理 page holds it during an edit
+        worker = threading.Thread(target=lambda: codes.append(main(device_args(site))))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and codes == [], "provision wrote the inventory while the console held its lock"
+    worker.join(timeout=30)
+    assert codes == [0]
+    assert "pi-0099" in site["inventory"].read_text()

@@ -9,14 +9,10 @@ written atomically with the previous version kept as `.bak`; then reloaded into 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -29,6 +25,7 @@ from server.admin.reload import InventoryWatcher, writable
 from server.i18n import N_
 from server.inventory import InventoryFile as InventoryModel
 from server.provision.errors import ProvisionError
+from server.provision.files import inventory_lock
 from server.provision.inventory_edit import InventoryFile as InventoryEditor
 from server.store import users
 from server.users import UserError, add_user
@@ -101,7 +98,7 @@ class InventoryAdmin:
               change: Callable[[InventoryEditor], None], actor: str, action: str) -> Outcome:
         target = _text(form, "id")
         try:
-            with _file_lock(self.path):
+            with inventory_lock(self.path):
                 editor = InventoryEditor(self.path)  # as it is on disk now, not as this process last read it
                 problems = check(form, editor.model.data)
                 if problems:
@@ -140,15 +137,3 @@ class InventoryAdmin:
         except UserError as exc:  # a race with another admin adding the same name
             return Outcome({FORM_FIELD: (N_("未能创建账号：%(detail)s"), {"detail": str(exc)})})
         return Outcome(added=_text(form, "name"), password=password if generated else None)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """One writer at a time across processes; the lock file sits beside the inventory (its folder is ours)."""
-    lock_path = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

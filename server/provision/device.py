@@ -20,7 +20,7 @@ import yaml
 
 from protocol.topics import DEFAULT_ROOT, DEVICE_ID_PATTERN
 from server.provision.errors import ProvisionError
-from server.provision.files import write_new_file
+from server.provision.files import inventory_lock, write_new_file
 from server.provision.inventory_edit import InventoryFile
 from server.provision.passwd import (
     DEFAULT_PASSWD,
@@ -208,10 +208,31 @@ def check_passwd_folder(passwd: Path) -> None:
                              f"password_file (default {DEFAULT_PASSWD})")
 
 
-def _check_request(request: DeviceRequest, inventory: InventoryFile) -> list[str]:
-    """Every refusal before anything is written; returns warnings to print."""
+def registered_without_account(request: DeviceRequest, inventory: InventoryFile) -> bool:
+    """Is the device listed at this venue with these doors already, but without an MQTT account? That is a
+    device registered from the console (管理 → 登记设备, docs/admin.md): only its password and bundle are
+    made, the inventory is left as it is. Listed anywhere else, or with an account, it is refused."""
+    where = inventory.model.device_venue.get(request.device)
+    if where is None or where != request.venue:
+        check_in_inventory(request.device, inventory)
+        return False
+    if request.device in passwd_users(request.passwd):
+        raise ProvisionError(f"{request.passwd}: device {request.device!r} has an MQTT account already; run "
+                             f"`venuewatch provision revoke {request.device}` first to give it a new password")
+    listed = list(inventory.model.device_doors[request.device])
+    if [door for door, _ in request.doors] != listed:
+        raise ProvisionError(f"--doors: {request.device} is registered at {where} with doors "
+                             f"{','.join(listed) or '(none)'}; give the same doors, in that order (pins may be "
+                             f"added, e.g. {','.join(f'{d}:{p}' for d, p in zip(listed, DEFAULT_PINS, strict=False))})")
+    return True
+
+
+def _check_request(request: DeviceRequest, inventory: InventoryFile) -> tuple[list[str], bool]:
+    """Every refusal before anything is written; returns warnings to print, and whether the device is
+    registered already (registered_without_account)."""
     check_device_id(request.device, request.reserved)
-    check_in_inventory(request.device, inventory)
+    check_passwd_folder(request.passwd)
+    registered = registered_without_account(request, inventory)
     check_venue(request.venue, inventory)
     bundle = request.out / request.device
     if bundle.exists():
@@ -219,8 +240,7 @@ def _check_request(request: DeviceRequest, inventory: InventoryFile) -> list[str
     if request.firmware_dir and (request.firmware_dir / f"{request.device}.yaml").exists():
         raise ProvisionError(f"--firmware-dir: {request.firmware_dir / (request.device + '.yaml')} exists already; "
                              "move it away")
-    check_passwd_folder(request.passwd)
-    return run_notes(request, inventory)
+    return run_notes(request, inventory), registered
 
 
 def run_notes(request: DeviceRequest, inventory: InventoryFile) -> list[str]:
@@ -242,6 +262,11 @@ def run_notes(request: DeviceRequest, inventory: InventoryFile) -> list[str]:
 
 
 def provision_device(request: DeviceRequest) -> str:
+    with inventory_lock(request.inventory):
+        return _provision_device(request)
+
+
+def _provision_device(request: DeviceRequest) -> str:
     """Password line, inventory entry and installer bundle for one device; its password is never printed.
 
     Order: everything is checked first; the bundle is made in a hidden folder; then the password file,
@@ -249,7 +274,7 @@ def provision_device(request: DeviceRequest) -> str:
     for a device not in the inventory, which a second run replaces.
     """
     inventory = InventoryFile(request.inventory)
-    notes = _check_request(request, inventory)
+    notes, registered = _check_request(request, inventory)
     ca_pem = check_ca_file(request.ca_file) if request.ca_file else None
     data = device_config(request, PASSWORD_FILE, CA_FILE if ca_pem else None)
     password = secrets.token_urlsafe(24)
@@ -257,18 +282,21 @@ def provision_device(request: DeviceRequest) -> str:
     with _staging(bundle) as staging:
         venue = inventory.model.venues[request.venue]
         header = write_bundle(staging, request, data, password, ca_pem, venue, "provision device")
-        inventory.add_device(request.venue, request.device, [door for door, _ in request.doors])
+        if not registered:
+            inventory.add_device(request.venue, request.device, [door for door, _ in request.doors])
         text = inventory.checked_text()
         replaced = set_password(request.passwd, request.device, password)
-        backup = inventory.save(text)
+        backup = None if registered else inventory.save(text)
         os.rename(staging, bundle)
+    doors = ", ".join(f"{d} on BCM {p}" for d, p in request.doors)
     lines = [
         f"provisioned {request.device} at {venue.name} ({venue.id}):",
         f"  bundle     {bundle}/: {request.device}.yaml, {PASSWORD_FILE} (0600)"
         f"{', ' + CA_FILE if ca_pem else ''}, agent.env -> the Pi's /etc/venuewatch/ (docs/provisioning.md)",
         f"  passwd     {request.passwd}: {'replaced' if replaced else 'added'} user {request.device}",
-        f"  inventory  {request.inventory}: added {request.device} (doors "
-        f"{', '.join(f'{d} on BCM {p}' for d, p in request.doors)}); the previous file is {backup.name}",
+        f"  inventory  {request.inventory}: " + (
+            f"{request.device} was registered there already (doors {doors}); unchanged" if backup is None else
+            f"added {request.device} (doors {doors}); the previous file is {backup.name}"),
         "  acl        " + acl_note(request.acl, request.root),
     ]
     if request.firmware_dir:
@@ -334,13 +362,18 @@ def acl_note(acl: Path, root: str) -> str:
 
 def reload_hint() -> list[str]:
     return ["next: sudo systemctl reload mosquitto        (mosquitto re-reads its password and ACL files on SIGHUP)",
-            "      sudo systemctl restart venuewatch-server (the server reads the inventory when it starts)"]
+            "      the server takes the new inventory by itself within seconds (event=inventory_reloaded in its log)"]
 
 
 # --- revoke --------------------------------------------------------------------------------------------------
 
 
 def provision_revoke(device: str, inventory_path: Path, passwd: Path) -> str:
+    with inventory_lock(inventory_path):
+        return _provision_revoke(device, inventory_path, passwd)
+
+
+def _provision_revoke(device: str, inventory_path: Path, passwd: Path) -> str:
     """Remove the device's password line and inventory entry; its events and alerts stay in the database."""
     check_device_id(device, {SERVER_USER})
     inventory = InventoryFile(inventory_path)

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from server.provision.errors import ProvisionError
+
+
+@contextlib.contextmanager
+def inventory_lock(path: Path) -> Iterator[None]:
+    """One writer of the inventory at a time: `provision` here, the console's 管理 pages in the server.
+
+    The lock file sits beside the inventory. It is opened read-only (flock needs no more), so root and the
+    service account can each take a lock file the other created.
+    """
+    lock_path = path.with_name(f".{path.name}.lock")
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ProvisionError(f"{lock_path}: cannot create the inventory's lock file ({exc.strerror}); the "
+                             "inventory's folder must be writable by whoever edits it") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_new_file(path: Path, data: bytes, mode: int) -> None:

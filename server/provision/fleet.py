@@ -55,7 +55,7 @@ from server.provision.device import (
     write_firmware_file,
 )
 from server.provision.errors import ProvisionError
-from server.provision.files import write_new_file
+from server.provision.files import inventory_lock, write_new_file
 from server.provision.inventory_edit import InventoryFile
 from server.provision.passwd import passwd_users, set_passwords, verify_password
 
@@ -292,6 +292,11 @@ def _check_new(device: str, template: DeviceRequest, inventory: InventoryFile, u
 
 
 def provision_fleet(request: FleetRequest, progress: bool = True) -> str:
+    with inventory_lock(request.template.inventory):
+        return _provision_fleet(request, progress)
+
+
+def _provision_fleet(request: FleetRequest, progress: bool = True) -> str:
     """Every device of the CSV, or none: bundles, password lines (one write) and inventory entries (one write)."""
     template = request.template
     inventory = InventoryFile(template.inventory)

@@ -89,7 +89,7 @@ def add(kind: str) -> Any:
     flash(added, "added")
     if kind == "device":
         # The Pi still needs its MQTT password and files: made on the server, where the broker's files are.
-        flash(f"sudo venuewatch provision device --id {outcome.added} --venue {form.get('venue', '').strip()}"
+        flash(f"sudo venuewatch provision device {outcome.added} --venue {form.get('venue', '').strip()}"
               f" --doors {','.join(checks.parse_doors_field(form.get('doors', ''))[0]) or 'front'}", "provision")
     return redirect(url_for("admin.inventory") + f"#{kind}")
 

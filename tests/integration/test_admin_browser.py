@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 SCREENSHOTS = Path(os.environ["VW_SCREENSHOTS"]).resolve() if os.environ.get("VW_SCREENSHOTS") else None
 BOSS_PASSWORD = "county admin password 1"
+ACL = Path(__file__).parents[2] / "deploy/mosquitto/acl"
 
 
 def _closed_day_hours() -> tuple[str, str]:
@@ -87,7 +88,19 @@ def test_first_admin_from_the_command_line_then_everything_else_from_the_console
     page.fill("#device-doors", "front")
     _submit(page, "device")
     page.wait_for_selector("text=已登记设备 sim-shangcun")
-    assert "venuewatch provision device --id sim-shangcun --venue shangcun-hall --doors front" in page.content()
+    command = page.text_content(".notice pre code").split()
+    assert command[:3] == ["sudo", "venuewatch", "provision"]
+    # The command the page gives works as given: the device's MQTT account and bundle, the inventory untouched.
+    inventory = srv.config_path.parent / "inventory.yaml"
+    before = inventory.read_text(encoding="utf-8")
+    provisioned = subprocess.run([str(BIN / "venuewatch"), *command[2:], "--inventory", str(inventory),
+                                  "--passwd", str(tmp_path / "passwd"), "--acl", str(ACL),
+                                  "--broker-url", "mqtts://mqtt.venuewatch.lan:8883", "--out", str(tmp_path / "out")],
+                                 capture_output=True, text=True, timeout=60)
+    assert provisioned.returncode == 0, provisioned.stderr
+    assert "sim-shangcun was registered there already" in provisioned.stdout
+    assert (tmp_path / "out" / "sim-shangcun" / "mqtt-password").exists()
+    assert inventory.read_text(encoding="utf-8") == before
     assert "sim-shangcun" in page.text_content("li[data-venue-id=shangcun-hall]")
     if SCREENSHOTS:
         page.screenshot(path=str(SCREENSHOTS / "admin-inventory.png"), full_page=True)

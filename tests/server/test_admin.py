@@ -74,7 +74,7 @@ def test_admin_adds_a_township_village_venue_and_device_and_the_running_server_u
 
     page = client.get("/admin/").get_data(as_text=True)
     assert "已登记设备 pi-shangcun-01" in page
-    assert "sudo venuewatch provision device --id pi-shangcun-01 --venue shangcun-hall --doors front,back" in page
+    assert "sudo venuewatch provision device pi-shangcun-01 --venue shangcun-hall --doors front,back" in page
 
     # The file: every entry under its parent, the hours as typed (normalised), the comment still first.
     text = path.read_text(encoding="utf-8")
