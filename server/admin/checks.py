@@ -166,9 +166,21 @@ def check_venue(form: dict[str, Any], data: InventoryFile) -> Problems:
     _check_parent(village, "village", known, "village", problems)
     _check_node_id(_text(form, "id"), known, problems)
     _check_name(_text(form, "name"), _children(known, village), problems)
-    hours, hour_problems = venue_hours(form)
-    problems.update(hour_problems)
-    if not hours and not hour_problems:
+    problems.update(_check_schedule(form))
+    return problems
+
+
+def check_venue_hours(form: dict[str, Any], data: InventoryFile) -> Problems:
+    """New weekly hours and holiday rule for an existing venue (its id in the form's `id`)."""
+    node = nodes(data).get(_text(form, "id"))
+    if node is None or node.kind != "venue":
+        return {"id": (N_("场所“%(id)s”不存在（可能刚被他人修改），请回到清单重新选择"), {"id": _text(form, "id")})}
+    return _check_schedule(form)
+
+
+def _check_schedule(form: dict[str, Any]) -> Problems:
+    hours, problems = venue_hours(form)
+    if not hours and not problems:
         # A venue with no hours is closed all week: every opening would be an after-hours alert.
         problems["hours_mon"] = (N_("请至少填写一天的开放时间（全周不开放的场所，每次开门都会告警）"), {})
     if (_text(form, "holidays") or "closed") not in HOLIDAY_CHOICES:

@@ -88,6 +88,12 @@ class InventoryAdmin:
             editor.add_node(_text(form, "village"), "venues", entry)
         return self._edit(form, checks.check_venue, change, actor, "venue_add")
 
+    def set_venue_hours(self, form: dict[str, Any], actor: str) -> Outcome:
+        def change(editor: InventoryEditor) -> None:
+            hours, _ = checks.venue_hours(form)
+            editor.set_schedule(_text(form, "id"), hours, _text(form, "holidays") or "closed")
+        return self._edit(form, checks.check_venue_hours, change, actor, "venue_hours")
+
     def add_device(self, form: dict[str, Any], actor: str) -> Outcome:
         def change(editor: InventoryEditor) -> None:
             doors, _ = checks.parse_doors_field(_text(form, "doors"))

@@ -130,6 +130,17 @@ class InventoryFile:
         items.append(node)
         _give_after(_last_slot(items), following)
 
+    def set_schedule(self, venue_id: str, hours: dict[str, list[str]], holidays: str) -> None:
+        """Replace a venue's weekly hours and holiday rule; its other keys, exceptions and comments stay."""
+        from ruamel.yaml.comments import CommentedMap
+
+        venue = self.venue(venue_id)
+        venue["hours"] = CommentedMap((day, _inline(periods)) for day, periods in hours.items())
+        if holidays == "closed":
+            venue.pop("holidays", None)  # the default, left out as a hand-written file does
+        else:
+            venue["holidays"] = holidays
+
     def render(self) -> str:
         out = io.StringIO()
         self.yaml.dump(self.data, out)

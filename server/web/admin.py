@@ -62,6 +62,7 @@ def _inventory_page(status: int = 200, *, form: str | None = None, errors: dict[
                          for u in v["venues"]],
                  form=form, errors=errors or {}, values=values or {}, days=DAYS,
                  day_names={d: gettext(n) for d, n in DAY_NAMES.items()}, writable=admin.writable,
+                 holiday_rules=[(k, gettext(v)) for k, v in HOLIDAY_RULES.items()],
                  inventory_path=str(admin.path), notices=get_flashed_messages(with_categories=True)), status
 
 
@@ -92,6 +93,35 @@ def add(kind: str) -> Any:
         flash(f"sudo venuewatch provision device {outcome.added} --venue {form.get('venue', '').strip()}"
               f" --doors {','.join(checks.parse_doors_field(form.get('doors', ''))[0]) or 'front'}", "provision")
     return redirect(url_for("admin.inventory") + f"#{kind}")
+
+
+HOLIDAY_RULES = {"closed": N_("闭馆"), "weekend": N_("按周末时间开放"), "normal": N_("照常开放")}
+
+
+@bp.route("/venues/<venue_id>", methods=["GET", "POST"])
+@page_login_required
+def venue_hours(venue_id: str) -> Any:
+    """修改开放时间: a venue's weekly hours and holiday rule, the form filled with what is in force now."""
+    _admin_only()
+    venue = services().inventory.venues.get(venue_id)
+    if venue is None:
+        abort(404)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = {**request.form.to_dict(), "id": venue_id}
+        outcome = services().admin.set_venue_hours(form, g.user.name)
+        if outcome.ok:
+            flash(gettext("已修改 %(name)s 的开放时间", name=venue.name), "added")
+            return redirect(url_for("admin.venue_hours", venue_id=venue_id))
+        values, errors, status = form, _messages(outcome), 422
+    else:
+        values = {f"hours_{day}": " ".join(venue.hours.get(day, [])) for day in DAYS}
+        values["holidays"] = venue.calendar.holidays
+        status = 200
+    return _page("admin_venue.html", page="admin", venue=venue, errors=errors, values=values, days=DAYS,
+                 day_names={d: gettext(n) for d, n in DAY_NAMES.items()}, writable=services().admin.writable,
+                 holiday_rules=[(k, gettext(v)) for k, v in HOLIDAY_RULES.items()],
+                 notices=get_flashed_messages(with_categories=True)), status
 
 
 def _user_rows() -> list[dict[str, Any]]:

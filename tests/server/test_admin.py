@@ -296,3 +296,44 @@ def test_a_fresh_install_says_how_to_make_the_first_admin(offline_server):
         conn.execute(delete(api_tokens))
         conn.execute(delete(users))
     assert "venuewatch user add admin --role county_admin" in client.get("/login").get_data(as_text=True)
+
+
+def test_admin_changes_a_venues_hours_and_the_next_opening_is_judged_by_them(offline_server):
+    from server.store import alerts
+
+    server = offline_server
+    path = _inventory_path(server)
+
+    def after_hours_alerts() -> int:
+        with server.engine.connect() as conn:
+            return len(conn.execute(select(alerts.c.id).where(
+                (alerts.c.venue_id == "venue-a") & (alerts.c.rule == "door_after_hours"))).all())
+
+    # Closed all week: an opening now is after hours.
+    assert server.ingest.handle("vw/pi-a/event", event_payload("pi-a", "open")) == "stored"
+    assert server.ingest.handle("vw/pi-a/event", event_payload("pi-a", "closed")) == "stored"
+    assert after_hours_alerts() == 1
+    client, csrf = _login(server)
+    page = client.get("/admin/venues/venue-a").get_data(as_text=True)
+    assert 'id="venue-hours_mon"' in page and 'value=""' in page  # venue-a is closed all week now
+
+    bad = _post(client, csrf, "/admin/venues/venue-a", hours_mon="8:00-17:00", holidays="sometimes")
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422
+    assert _field_error(html, "venue", "hours_mon").startswith("“8:00-17:00”不是时段")
+    assert _field_error(html, "venue", "holidays") == "请从列表中选择节假日安排"
+    assert 'value="8:00-17:00"' in html  # kept for correcting
+
+    every_day = {f"hours_{d}": "00:00-24:00" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    done = _post(client, csrf, "/admin/venues/venue-a", holidays="normal", **every_day)
+    assert done.status_code == 302
+    assert "已修改 场所venue-a 的开放时间" in client.get(done.headers["Location"]).get_data(as_text=True)
+    venue = load_inventory(path).venues["venue-a"]
+    assert venue.hours == {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    assert venue.calendar.holidays == "normal"
+    assert server.inventory.venues["venue-a"].hours == venue.hours  # in force in the running server
+
+    # Open now by the new hours, within the same minute: the next opening raises no 非开放时段开门.
+    assert server.ingest.handle("vw/pi-a/event", event_payload("pi-a", "open")) == "stored"
+    assert after_hours_alerts() == 1
+    assert client.get("/admin/venues/no-such-venue").status_code == 404
