@@ -43,3 +43,19 @@ def js_errors(page) -> Iterator[list[str]]:
     page.on("console", on_console)
     yield errors
     assert errors == []
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator:
+    """One headless Chromium for a whole module, for tests that open their own contexts (a viewport, touch, a
+    fresh login each): starting the browser once per module keeps such modules fast."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (.ci/run does)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()

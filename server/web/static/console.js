@@ -197,6 +197,7 @@
   }
 
   async function act(button, path, body, alert) {
+    const spot = focused();  // disabling the button takes the keyboard focus away: given back below
     button.disabled = true;  // a double tap on a tablet must not post twice
     try {
       const result = await VW.api(path, { method: "POST", body });
@@ -204,6 +205,11 @@
       const changed = result.acked || [result];
       changed.forEach(upsert);
       if (!changed.length) { render(); }  // someone else was quicker: re-enable the button
+      if (spot && !rows.contains(document.activeElement)) {
+        // The same alert's row, or (resolved, so gone) the alert now on top of the list.
+        refocus(spot);
+        if (!rows.contains(document.activeElement)) { rows.querySelector("input, select, button")?.focus(); }
+      }
     } catch (err) {
       window.alert(t("op_failed", { error: err.message }));
       reload();
@@ -311,9 +317,12 @@
     return tr && rows.contains(tr) && node.classList.length ? { id: tr.dataset.alertId, cls: node.classList[0] } : null;
   }
 
+  // The control itself may be gone (an acknowledged alert has no 确认 button): then the row's first control,
+  // so a keyboard user goes on from the same alert instead of from the top of the page.
   function refocus(spot) {
     if (!spot) { return; }
-    const node = rows.querySelector(`tr[data-alert-id="${spot.id}"] .${spot.cls}`);
+    const tr = rows.querySelector(`tr[data-alert-id="${spot.id}"]`);
+    const node = tr && (tr.querySelector(`.${spot.cls}`) || tr.querySelector("input, select, button"));
     if (node) { node.focus(); }
   }
 
@@ -392,8 +401,11 @@
   // --- live updates ------------------------------------------------------------------------------------
 
   let reloadTimer = null;
+  // Live updates that arrive while reload() waits for the lists: the lists may have been read before them.
+  const collecting = new Set();  // one Map (alert id -> alert) per reload() in progress
 
   function upsert(alert) {
+    for (const live of collecting) { live.set(alert.id, alert); }
     const before = alerts.get(alert.id);
     if (!before && alert.status !== "open") {
       // A change to an alert beyond the loaded page: only the server knows the new total.
@@ -410,23 +422,48 @@
     return !before;
   }
 
+  const announcer = document.getElementById("alert-announce");
+
   function onLiveAlert(alert) {
     const isNew = upsert(alert);
+    if (isNew && alert.status === "open") { announcer.textContent = `${title(alert)} · ${where(alert)}`; }
     if (isNew && alert.severity === "critical" && alert.status === "open") { sound.beep(); }
   }
 
   let loaded = false;
 
+  const STAGE = { open: 0, acked: 1, resolved: 2 };
+
+  // An alert announced while the lists were being read is kept (or its newer state), not wiped by them.
+  function keepLive(live, loadedAlerts) {
+    for (const a of live.values()) {
+      const listed = loadedAlerts.get(a.id);
+      if (listed && STAGE[listed.status] > STAGE[a.status]) { continue; }
+      if (a.status === "resolved" && !listed) { continue; }
+      const was = listed ? listed.status !== "resolved" : false;
+      totalActive += (a.status !== "resolved" ? 1 : 0) - (was ? 1 : 0);
+      loadedAlerts.set(a.id, a);
+    }
+  }
+
   async function reload() {
-    const [open, acked, resolved] = await Promise.all(
-      ["open", "acked", "resolved"].map((s) => VW.api(`/alerts?status=${s}&limit=200`)));
+    const live = new Map();
+    collecting.add(live);
+    let open, acked, resolved;
+    try {
+      [open, acked, resolved] = await Promise.all(
+        ["open", "acked", "resolved"].map((s) => VW.api(`/alerts?status=${s}&limit=200`)));
+    } finally {
+      collecting.delete(live);
+    }
     // A critical alert that arrived while the live connection was down deserves the alarm too; the
     // alerts already there when the page opened do not.
     const missed = loaded && open.alerts.some((a) => a.severity === "critical" && !alerts.has(a.id));
     alerts.clear();
     for (const a of [...open.alerts, ...acked.alerts, ...resolved.alerts.slice(0, 20)]) { alerts.set(a.id, a); }
-    for (const id of [...details.keys()]) { if (!alerts.has(id)) { details.delete(id); } }
     totalActive = open.total + acked.total;
+    keepLive(live, alerts);
+    for (const id of [...details.keys()]) { if (!alerts.has(id)) { details.delete(id); } }
     loaded = true;
     render();
     if (missed) { sound.beep(); }

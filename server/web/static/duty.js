@@ -150,13 +150,25 @@
     render();
   }
 
+  // Disabling a pressed button takes the keyboard focus away: give it back to the same control after the
+  // update, or (签到 is gone once done) to the room's heading.
+  function keepFocus(spot) {
+    if (!spot || list.contains(document.activeElement)) { return; }
+    refocus(spot);
+    if (!list.contains(document.activeElement)) {
+      list.querySelector(`[data-room-id="${spot.room}"] > summary`)?.focus();
+    }
+  }
+
   async function checkin(button, room) {
+    const spot = focused();
     button.disabled = true;  // a double tap must not post twice
     try {
       update(await VW.api(`/duty/${encodeURIComponent(room.id)}/checkin`, { method: "POST", body: {} }));
     } catch (err) {
       fail(room, t("duty.checkin_failed", { error: err.message }));
     }
+    keepFocus(spot);
   }
 
   async function handover(button, room, text) {
@@ -164,6 +176,7 @@
       fail(room, t("duty.handover_empty"));
       return;
     }
+    const spot = focused();
     button.disabled = true;
     try {
       const view = await VW.api(`/duty/${encodeURIComponent(room.id)}/handover`,
@@ -173,6 +186,7 @@
     } catch (err) {
       fail(room, t("duty.submit_failed", { error: err.message }));
     }
+    keepFocus(spot);
   }
 
   function showHolidayWarning(years) {

@@ -113,6 +113,7 @@
   }
 
   async function setArming(button, v, body) {
+    const spot = focused();  // disabling the button takes the keyboard focus away: given back below
     button.disabled = true;  // a double tap must not post twice
     try {
       const state = await VW.api(`/venues/${encodeURIComponent(v.id)}/arming`, { method: "POST", body });
@@ -120,6 +121,7 @@
       v.arming = state;
       v.armed = state.armed;
       render();
+      if (spot && !board.contains(document.activeElement)) { refocus(spot); }
     } catch (err) {
       window.alert(t("op_failed", { error: err.message }));
       reload();
@@ -222,7 +224,13 @@
     refocus(spot);
   }
 
+  // Live updates that arrive while reload() waits for its lists, which may have been read before them: one
+  // list of [handler, update] per reload in progress, replayed onto the fresh lists (updates set a state, so
+  // replaying one the lists already hold changes nothing).
+  const collecting = new Set();
+
   function onState(change) {
+    for (const live of collecting) { live.push([onState, change]); }
     const v = venues.get(change.venue);
     if (!v) { return; }
     VWVenue.apply(v, change);
@@ -230,17 +238,26 @@
   }
 
   function onAlert(alert) {
+    for (const live of collecting) { live.push([onAlert, alert]); }
     if (alert.status === "resolved") { active.delete(alert.id); } else { active.set(alert.id, alert.venue); }
     render();
   }
 
   async function reload() {
-    const [data, open, acked] = await Promise.all([
-      VW.api("/venues"), VW.api("/alerts?status=open&limit=1000"), VW.api("/alerts?status=acked&limit=1000")]);
+    const live = [];
+    collecting.add(live);
+    let data, open, acked;
+    try {
+      [data, open, acked] = await Promise.all([
+        VW.api("/venues"), VW.api("/alerts?status=open&limit=1000"), VW.api("/alerts?status=acked&limit=1000")]);
+    } finally {
+      collecting.delete(live);
+    }
     venues = new Map(data.venues.map((v) => [v.id, v]));
     active.clear();
     for (const a of [...open.alerts, ...acked.alerts]) { active.set(a.id, a.venue); }
     townshipChoices();
+    for (const [handler, update] of live) { handler(update); }
     render();
   }
 
