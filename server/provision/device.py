@@ -71,10 +71,7 @@ class DeviceRequest:
 def shared_settings(args: argparse.Namespace, default_config: str) -> dict[str, Any]:
     """The DeviceRequest fields every device of a run shares (`provision device` and `provision fleet`)."""
     config = _server_config(args.config, default_config)
-    inventory = args.inventory or (config.inventory if config else None)
-    if inventory is None:
-        raise ProvisionError(f"--inventory: no inventory given and no server config at {default_config}; "
-                             "give --inventory FILE or --config SERVER_YAML")
+    inventory = _inventory_path(args, config, default_config)
     broker_url = args.broker_url or (config.broker.url if config else None)
     if not broker_url:
         raise ProvisionError("--broker-url: give the address the Pis connect to, e.g. "
@@ -97,13 +94,17 @@ def _server_config(explicit: Path | None, default: str) -> Any:
     return load_server_config(explicit or default)
 
 
-def _inventory_and_passwd(args: argparse.Namespace, default_config: str) -> tuple[Path, Path]:
-    config = _server_config(args.config, default_config)
+def _inventory_path(args: argparse.Namespace, config: Any, default_config: str) -> Path:
+    """--inventory, else the one the server config names."""
     inventory = args.inventory or (config.inventory if config else None)
     if inventory is None:
         raise ProvisionError(f"--inventory: no inventory given and no server config at {default_config}; "
                              "give --inventory FILE or --config SERVER_YAML")
-    return inventory, args.passwd
+    return inventory
+
+
+def _inventory_and_passwd(args: argparse.Namespace, default_config: str) -> tuple[Path, Path]:
+    return _inventory_path(args, _server_config(args.config, default_config), default_config), args.passwd
 
 
 def check_device_id(device: str, reserved: set[str]) -> None:

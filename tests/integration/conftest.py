@@ -11,16 +11,35 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 
 
+def launch(pw):
+    """Debian's headless Chromium (never a downloaded one), quiet: no update or sync traffic."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (.ci/run does)")
+    return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
+def watch_errors(page) -> list[str]:
+    """The page's script errors and console errors from now on, except the browser's own /favicon.ico."""
+    errors: list[str] = []
+
+    def on_console(msg) -> None:
+        url = msg.location.get("url", "")
+        if msg.type == "error" and not url.endswith("/favicon.ico"):
+            errors.append(f"console: {msg.text} {url}")
+
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", on_console)
+    return errors
+
+
 @pytest.fixture
 def page() -> Iterator:
     from playwright.sync_api import sync_playwright
 
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (.ci/run does)")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch(pw)
         context = browser.new_context(viewport={"width": 1024, "height": 768}, locale="zh-CN")
         yield context.new_page()
         browser.close()
@@ -32,15 +51,7 @@ def js_errors(page) -> Iterator[list[str]]:
 
     Except the browser's own request for /favicon.ico: the console ships no icon.
     """
-    errors: list[str] = []
-
-    def on_console(msg) -> None:
-        url = msg.location.get("url", "")
-        if msg.type == "error" and not url.endswith("/favicon.ico"):
-            errors.append(f"console: {msg.text} {url}")
-
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", on_console)
+    errors = watch_errors(page)
     yield errors
     assert errors == []
 
@@ -51,11 +62,7 @@ def chromium() -> Iterator:
     fresh login each): starting the browser once per module keeps such modules fast."""
     from playwright.sync_api import sync_playwright
 
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (.ci/run does)")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch(pw)
         yield browser
         browser.close()

@@ -27,6 +27,7 @@ import yaml
 
 from tests.conftest import make_server_files
 from tests.helpers import ALWAYS_CLOSED, ALWAYS_OPEN, write_yaml
+from tests.integration.conftest import watch_errors
 
 pytestmark = pytest.mark.integration
 
@@ -135,15 +136,7 @@ def browser_page(chromium, **context_args) -> Iterator:
     context = chromium.new_context(**{"viewport": {"width": 1024, "height": 768}, "locale": "zh-CN",
                                       **context_args})
     page = context.new_page()
-    errors: list[str] = []
-
-    def on_console(msg) -> None:
-        url = msg.location.get("url", "")
-        if msg.type == "error" and not url.endswith("/favicon.ico"):
-            errors.append(f"console: {msg.text} {url}")
-
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", on_console)
+    errors = watch_errors(page)
     try:
         yield page
     finally:
