@@ -11,7 +11,10 @@ through the same broker into the same server, whose every door change also reach
 a state update, as it would on a county's console. Each rate is a phase of the same run; rate 0 is the
 baseline. The background rate actually stored by the server during the probe is measured, not assumed.
 
-    .venv/bin/python bench/alert_latency_load.py [--openings 150] [--rates 0,1000] [--devices 100]
+    .venv/bin/python bench/alert_latency_load.py [--openings 150] [--rates 0,1000] [--devices 100] [--src DIR]
+
+`--src DIR` runs the server from another source tree (a copy of the code before a change): alternate runs
+with and without it to compare code on the same machine at nearly the same moment.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from gpiozero.pins.mock import MockFactory
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.door_to_alert_latency import machine, percentile, time_handovers
-from bench.ingest_throughput import Publishers, api_token, sqlite_readonly
+from bench.ingest_throughput import Publishers, api_token, server_source, sqlite_readonly
 from edge.agent import Agent
 from edge.config import DeviceConfig
 from tests.helpers import ALWAYS_CLOSED, ALWAYS_OPEN
@@ -134,11 +137,14 @@ def main() -> int:
     parser.add_argument("--rates", default="0,1000", help="background events/s, one phase each (0: none)")
     parser.add_argument("--devices", type=int, default=100, help="background devices (venues open)")
     parser.add_argument("--publishers", type=int, default=2, help="background publisher processes")
+    parser.add_argument("--src", type=Path, help="run the server from this source tree instead of this one")
+    parser.add_argument("--inflight", type=int, default=200, help="the broker's max_inflight_messages")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="vw-alert-load-"))
-    broker = start_mosquitto(work / "broker", extra_config="persistence false\nmax_inflight_messages 200\n")
+    broker = start_mosquitto(work / "broker",
+                             extra_config=f"persistence false\nmax_inflight_messages {args.inflight}\n")
     background = [f"bg-{i:04d}" for i in range(args.devices)]
     venues = [("venue-probe", "t-one", ALWAYS_CLOSED, ["bench-pi"])]
     venues += [(f"venue-{d}", f"t-{i % 10}", ALWAYS_OPEN, [d]) for i, d in enumerate(background)]
@@ -152,7 +158,8 @@ def main() -> int:
         config = yaml.safe_load(server.config_path.read_text())
         config["http"]["threads"] = 8
         server.config_path.write_text(yaml.safe_dump(config))
-        server.start()
+        with server_source(args.src):
+            server.start()
         token = api_token(server.config_path)
 
         device = DeviceConfig.model_validate({
@@ -205,7 +212,7 @@ def main() -> int:
             server.stop()
         broker.stop()
 
-    print(f"\nmachine: {machine()}")
+    print(f"\nmachine: {machine()}; server from {args.src or 'this tree'}; max_inflight_messages {args.inflight}")
     print(f"door edge -> alert on SSE, {args.openings} openings per phase, agent and client in this process; "
           f"server (SQLite WAL synchronous=FULL), mosquitto and {args.publishers} background publisher processes "
           f"with {args.devices} devices on the same cores")

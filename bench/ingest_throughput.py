@@ -19,7 +19,11 @@ Workloads: `events` (door open/close, the issue's benchmark) and `venue` (the mi
 a heartbeat every 15 s and ~2,000 door events a day, so 74 % heartbeats).
 
     .venv/bin/python bench/ingest_throughput.py [--devices 100] [--per-device 200] [--publishers 4]
-                                                [--postgres] [--workloads events,venue]
+                                                [--postgres] [--workloads events,venue] [--compare DIR]
+
+`--compare DIR` adds a phase with the server run from another source tree (say, a copy of the code before a
+change), on SQLite, right after this tree's: before and after measured in the same run, against the same bare
+subscriber.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -300,8 +306,35 @@ def run_bare(broker: Any, root: str, devices: list[str], args: argparse.Namespac
                  broker1 - broker0, f"received {len(arrivals)} of {expected} (pid {pid})", drain)
 
 
+@contextmanager
+def server_source(src: Path | None) -> Iterator[None]:
+    """Start servers (and anything else spawned meanwhile) from the source tree `src` instead of this one:
+    its packages come first on PYTHONPATH, ahead of the editable install's finder."""
+    if src is None:
+        yield
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(src)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 def run_server(broker: Any, tmp: Path, root: str, devices: list[str], args: argparse.Namespace, share: float,
-               drain: bool, database_url: str = "") -> Phase:
+               drain: bool, database_url: str = "", src: Path | None = None) -> Phase:
+    with server_source(src):
+        phase = _run_server(broker, tmp, root, devices, args, share, drain, database_url)
+    if src is not None:
+        phase.name = f"{phase.name} [{src.name}]"
+    return phase
+
+
+def _run_server(broker: Any, tmp: Path, root: str, devices: list[str], args: argparse.Namespace, share: float,
+                drain: bool, database_url: str) -> Phase:
     venues = [(f"venue-{d}", f"t-{i % 10}", ALWAYS_OPEN, [d]) for i, d in enumerate(devices)]
     # The simulated doors change twice a second, which no real door does: the chatter rule still runs on every
     # door event but is set so it cannot fire; the store and the rules work, the alert book stays idle.
@@ -479,6 +512,9 @@ def main() -> int:
                         "publish; drain: the broker holds the whole backlog for the consumer's session first")
     parser.add_argument("--postgres", action="store_true", help="also run the server on the local PostgreSQL")
     parser.add_argument("--timeline", action="store_true", help="print messages consumed per 0.5 s")
+    parser.add_argument("--compare", type=Path, help="also run the server (SQLite) from this source tree")
+    parser.add_argument("--compare-first", action="store_true", help="run the --compare tree's phase first")
+    parser.add_argument("--inflight", type=int, default=200, help="the broker's max_inflight_messages")
     args = parser.parse_args()
     devices = [f"pi-{i:04d}" for i in range(args.devices)]
     total = args.devices * args.per_device
@@ -487,7 +523,8 @@ def main() -> int:
           f"{args.publishers} publisher processes")
     tmp = Path(tempfile.mkdtemp(prefix="vw-throughput-"))
     # The test broker with the in-flight window of deploy/mosquitto/venuewatch.conf.
-    broker = start_mosquitto(tmp / "broker", extra_config="persistence false\nmax_inflight_messages 200\n")
+    broker = start_mosquitto(tmp / "broker",
+                             extra_config=f"persistence false\nmax_inflight_messages {args.inflight}\n")
     results: list[tuple[str, Phase]] = []
     sizes = None
     n = 0
@@ -501,9 +538,18 @@ def main() -> int:
                 bare = run_bare(broker, f"vwb{n}", devices, args, share, drain)
                 report(key, bare, args.timeline)
                 results.append((key, bare))
-                sqlite_phase = run_server(broker, tmp / f"sqlite{n}", f"vws{n}", devices, args, share, drain)
-                report(key, sqlite_phase, args.timeline)
-                results.append((key, sqlite_phase))
+                # The other tree first when asked: the phase right after the bare subscriber's may be favoured.
+                trees: list[Path | None] = [None]
+                if args.compare:
+                    trees = [args.compare, None] if args.compare_first else [None, args.compare]
+                for src in trees:
+                    if src is None:
+                        sqlite_phase = run_server(broker, tmp / f"sqlite{n}", f"vws{n}", devices, args, share, drain)
+                    else:
+                        sqlite_phase = run_server(broker, tmp / f"compare{n}", f"vwc{n}", devices, args, share,
+                                                  drain, src=src)
+                    report(key, sqlite_phase, args.timeline)
+                    results.append((key, sqlite_phase))
                 if workload == "events" and sizes is None:
                     sizes = event_bytes(tmp / f"sqlite{n}" / "data" / "venuewatch.db")
                 if args.postgres:
@@ -527,7 +573,7 @@ def main() -> int:
             target = ""
             if "SQLite" in p.name and key.startswith("events"):
                 target = f"  (target >= {TARGET_RATIO}x: {'met' if p.rate / base >= TARGET_RATIO else 'NOT met'})"
-            print(f"  [{key:13s}] {p.name:34s} {p.rate:8,.0f} msg/s  {p.rate / base:5.2f}x{target}")
+            print(f"  [{key:13s}] {p.name:48s} {p.rate:8,.0f} msg/s  {p.rate / base:5.2f}x{target}")
     if sizes:
         print(f"SQLite bytes per stored door event ({sizes['rows']:,} rows, payload JSON {sizes['payload_chars']:.0f} "
               f"chars): total {sizes['total']:.0f} = "

@@ -4,6 +4,12 @@ By default the venue calendar decides: armed whenever the venue is not open to t
 arm or disarm a venue for a period from the console (a cleaner in on a Sunday, an evening meeting); the
 latest such override covering a moment wins. `effective` is the pure decision; `ArmingBook` stores the
 overrides (audited) and caches them for the rules, which ask once per door and motion event.
+
+The rules' answer is also kept per venue and minute: the calendar's periods start and end on whole minutes,
+so a minute without an override starting or ending inside it has one answer, and the calendar and the
+overrides need not be consulted again for every door and motion event of that minute (docs/performance.md).
+An arming change here clears it at once; one made by another process is seen when the overrides are next
+read (CACHE_S), as before.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +32,9 @@ MODES = ("armed", "disarmed")
 MAX_OVERRIDE = timedelta(days=7)
 CACHE_S = 2.0  # other processes' overrides are seen within this long
 CACHE_HORIZON = timedelta(days=2)  # older moments (late events) are looked up in the database
+MINUTE = timedelta(minutes=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_DECISIONS = 10_000  # (venue, minute) answers kept; cleared when full (a county has a few thousand venues)
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,34 @@ class ArmingBook:
         self._lock = threading.Lock()
         self._cache: dict[str, list[Override]] = {}
         self._loaded_at: datetime | None = None
+        # (venue id, minutes since the epoch) -> (the calendar it was decided on, armed). Holding the calendar
+        # object makes an inventory reloaded with new hours miss instead of answering from the old ones.
+        self._decisions: dict[tuple[str, int], tuple[Any, bool]] = {}
+        self._generation = 0  # bumped whenever the decisions are cleared: an answer computed across it is stale
 
     def armed_at(self, venue: VenueInfo, at: datetime) -> bool:
         """The rules' question (server/rules.py ArmedAt)."""
-        armed, _ = effective(is_open(venue.calendar, self.national, at, self._tz), self._overrides(venue.id, at), at)
+        now = self._now()
+        if at.tzinfo is None or at < now - CACHE_HORIZON:
+            return self._decide(venue, at, self._overrides(venue.id, at))
+        key = (venue.id, (at - EPOCH) // MINUTE)  # exact, unlike a float timestamp
+        with self._lock:
+            self._refresh(now)  # first: a reload that finds changes clears the decisions
+            generation, overrides = self._generation, self._cache.get(venue.id, [])
+            known = self._decisions.get(key)
+        if known is not None and known[0] is venue.calendar:
+            return known[1]
+        armed = self._decide(venue, at, overrides)
+        if _one_answer(EPOCH + key[1] * MINUTE, overrides, self._tz):
+            with self._lock:
+                if generation == self._generation:  # no arming change since the overrides were read
+                    if len(self._decisions) >= MAX_DECISIONS:
+                        self._decisions.clear()
+                    self._decisions[key] = (venue.calendar, armed)
+        return armed
+
+    def _decide(self, venue: VenueInfo, at: datetime, overrides: list[Override]) -> bool:
+        armed, _ = effective(is_open(venue.calendar, self.national, at, self._tz), overrides, at)
         return armed
 
     def state(self, venue: VenueInfo, now: datetime | None = None) -> ArmState:
@@ -127,18 +160,30 @@ class ArmingBook:
     def invalidate(self) -> None:
         with self._lock:
             self._loaded_at = None
+            self._clear_decisions()
+
+    def _clear_decisions(self) -> None:
+        """Under the lock."""
+        self._decisions.clear()
+        self._generation += 1
 
     def _overrides(self, venue_id: str, at: datetime) -> list[Override]:
         now = self._now()
         if at < now - CACHE_HORIZON:
             return self._query(and_(arming.c.venue_id == venue_id, arming.c.starts_at <= at, arming.c.ends_at > at))
         with self._lock:
-            if self._loaded_at is None or (now - self._loaded_at).total_seconds() > CACHE_S or now < self._loaded_at:
-                cache: dict[str, list[Override]] = {}
-                for o in self._query(arming.c.ends_at > now - CACHE_HORIZON):
-                    cache.setdefault(o.venue_id, []).append(o)
-                self._cache, self._loaded_at = cache, now
+            self._refresh(now)
             return self._cache.get(venue_id, [])
+
+    def _refresh(self, now: datetime) -> None:
+        """Under the lock: read the overrides again when they are older than CACHE_S (or the clock went back)."""
+        if self._loaded_at is None or (now - self._loaded_at).total_seconds() > CACHE_S or now < self._loaded_at:
+            cache: dict[str, list[Override]] = {}
+            for o in self._query(arming.c.ends_at > now - CACHE_HORIZON):
+                cache.setdefault(o.venue_id, []).append(o)
+            if cache != self._cache:  # another process armed or disarmed (or an old override aged out)
+                self._clear_decisions()
+            self._cache, self._loaded_at = cache, now
 
     def _query(self, condition: Any) -> list[Override]:
         with self._engine.connect() as conn:
@@ -147,3 +192,17 @@ class ArmingBook:
             # A cancelled override still applied up to its cancellation: late events are judged by it.
             return [Override(r.id, r.venue_id, r.mode, r.starts_at, min(r.ends_at, r.cancelled_at or r.ends_at),
                              r.by, r.note) for r in rows]
+
+
+def _one_answer(minute: datetime, overrides: Sequence[Override], tz: ZoneInfo) -> bool:
+    """Is `armed_at` the same for every instant of this UTC minute?
+
+    Overrides start and end to the second (from the moment staff press the button), so a minute with one of
+    their edges inside has two answers. The calendar's edges fall on whole minutes wherever the zone's offset
+    is whole minutes (every zone today; not some local mean times before 1900).
+    """
+    end = minute + MINUTE
+    if any(minute < edge < end for o in overrides for edge in (o.starts_at, o.ends_at)):
+        return False
+    offset = minute.astimezone(tz).utcoffset()
+    return offset is not None and offset.seconds % 60 == 0 and offset.microseconds == 0

@@ -324,34 +324,43 @@ class Ingest:
         self._after_commit(batch)
 
     def _load(self, conn: Connection, batch: _Batch, items: list[_Item]) -> None:
-        names = {i.device for i in items}
-        for row in conn.execute(select(devices).where(devices.c.id.in_(names))):
-            batch.devices[row.id] = dict(row._mapping)
-        for name in names:
-            batch.devices.setdefault(name, {"id": name, "status": "unknown", "status_at": None, "last_seen": None,
-                                            "metrics_seq": None, "metrics_at": None, "clock_skew_s": None})
-        for row in conn.execute(select(streams).where(streams.c.device.in_(names))):
-            batch.streams[row.device] = Stream(row.journal, row.contig, tuple(tuple(r) for r in row.pending),
-                                               row.gap_since)
-            batch.devices[row.device]["_gap_alerted"] = row.gap_alerted
-        boot_keys = {(i.device, i.body.boot) for i in items if getattr(i.body, "boot", None)}
+        # Three statements for a batch of events (five before): devices with their streams in one, and the
+        # event ids only where the stream cannot prove them new. Each statement is built once (`_loads`).
+        statements = _loads()
+        names = sorted({i.device for i in items})
+        width = len(devices.columns)
+        for row in conn.execute(statements.devices, {"names": names}):
+            values = tuple(row)
+            batch.devices[row.id] = dict(zip(devices.columns.keys(), values[:width], strict=True))
+            if row.s_device is not None:
+                batch.streams[row.id] = Stream(row.s_journal, row.s_contig, tuple(tuple(r) for r in row.s_pending),
+                                               row.s_gap_since)
+                batch.devices[row.id]["_gap_alerted"] = row.s_gap_alerted
+        missing = [name for name in names if name not in batch.devices]
+        for name in missing:
+            batch.devices[name] = {"id": name, "status": "unknown", "status_at": None, "last_seen": None,
+                                   "metrics_seq": None, "metrics_at": None, "clock_skew_s": None}
+        if missing:  # not in the devices table (not yet written): its stream, if any, was not in the join
+            for row in conn.execute(statements.streams, {"names": missing}):
+                batch.streams[row.device] = Stream(row.journal, row.contig, tuple(tuple(r) for r in row.pending),
+                                                   row.gap_since)
+                batch.devices[row.device]["_gap_alerted"] = row.gap_alerted
+        boot_keys = sorted({(i.device, i.body.boot) for i in items if getattr(i.body, "boot", None)})
         if boot_keys:
-            for row in conn.execute(select(boots).where(tuple_(boots.c.device, boots.c.boot).in_(boot_keys))):
+            for row in conn.execute(statements.boots, {"keys": boot_keys}):
                 batch.boots[(row.device, row.boot)] = BootClock(row.start, row.confirmed, row.mono)
-        names = [f"{i.device}/{i.body.event_id}-{i.body.seq}" for i in items if i.kind == "snapshot"]
-        if names:
-            batch.stored_snapshots.update(conn.execute(select(snapshots.c.id).where(snapshots.c.id.in_(names)))
-                                          .scalars())
-        ids = [i.body.id for i in items if i.kind == "event"]
+        snapshot_ids = [f"{i.device}/{i.body.event_id}-{i.body.seq}" for i in items if i.kind == "snapshot"]
+        if snapshot_ids:
+            batch.stored_snapshots.update(conn.execute(statements.snapshots, {"ids": snapshot_ids}).scalars())
+        ids = [i.body.id for i in items
+               if i.kind == "event" and not _surely_new(batch.streams.get(i.device), i.body.journal, i.body.seq)]
         if ids:
-            query = select(events.c.id, events.c.occurred_at, events.c.received_at, events.c.time_source)
-            for row in conn.execute(query.where(events.c.id.in_(ids))):
+            for row in conn.execute(statements.events, {"ids": ids}):
                 batch.stored_ids[row.id] = row
-        sensor_keys = {(i.device, i.body.sensor if i.kind == "event" else i.sub) for i in items
-                       if i.kind in ("event", "state")}
+        sensor_keys = sorted({(i.device, i.body.sensor if i.kind == "event" else i.sub) for i in items
+                              if i.kind in ("event", "state")})
         if sensor_keys:
-            key = tuple_(sensor_states.c.device, sensor_states.c.sensor)
-            for row in conn.execute(select(sensor_states).where(key.in_(sensor_keys))):
+            for row in conn.execute(statements.sensors, {"keys": sensor_keys}):
                 batch.sensors[(row.device, row.sensor)] = dict(row._mapping)
         if self._shared:
             self._load_door_history(conn, batch, items)
@@ -698,6 +707,17 @@ class _StoredTime:
     time_source: str
 
 
+def _surely_new(stream: Stream | None, journal: str | None, seq: int) -> bool:
+    """Can this event not have been stored before, by its device's stream alone (no need to look up its id)?
+
+    Every stored event's seq is accounted in its journal's stream in the same transaction, and a stream only
+    ever adds seqs. So a seq the stream has not accounted was never stored. Without a stream (a new device, or
+    one whose data was deleted) or with another journal (a new SD card), the id is looked up as before.
+    """
+    return (stream is not None and journal is not None and stream.journal == journal
+            and not _stored_before(stream, journal, seq))
+
+
 def _stored_before(stream: Stream | None, journal: str | None, seq: int) -> bool:
     """Has this seq of this journal been stored already (at or below the contiguous mark, or in a range above)?"""
     if stream is None or stream.journal != journal:
@@ -724,6 +744,36 @@ def _update_rows(conn: Connection, table: Table, rows: list[tuple[tuple[Any, ...
         groups.setdefault(tuple(sorted(values)), []).append(params)
     for columns, params in groups.items():
         conn.execute(_update_statement(table, columns), params)
+
+
+@dataclass(frozen=True)
+class _LoadStatements:
+    devices: Any
+    streams: Any
+    boots: Any
+    snapshots: Any
+    events: Any
+    sensors: Any
+
+
+@cache
+def _loads() -> _LoadStatements:
+    """`_load`'s statements, built once: building an IN over hundreds of values cost more than running it."""
+    s = streams.c
+    return _LoadStatements(
+        devices=select(devices, s.device.label("s_device"), s.journal.label("s_journal"), s.contig.label("s_contig"),
+                       s.pending.label("s_pending"), s.gap_since.label("s_gap_since"),
+                       s.gap_alerted.label("s_gap_alerted"))
+        .outerjoin_from(devices, streams, s.device == devices.c.id)
+        .where(devices.c.id.in_(bindparam("names", expanding=True))),
+        streams=select(streams).where(s.device.in_(bindparam("names", expanding=True))),
+        boots=select(boots).where(tuple_(boots.c.device, boots.c.boot).in_(bindparam("keys", expanding=True))),
+        snapshots=select(snapshots.c.id).where(snapshots.c.id.in_(bindparam("ids", expanding=True))),
+        events=select(events.c.id, events.c.occurred_at, events.c.received_at, events.c.time_source)
+        .where(events.c.id.in_(bindparam("ids", expanding=True))),
+        sensors=select(sensor_states).where(
+            tuple_(sensor_states.c.device, sensor_states.c.sensor).in_(bindparam("keys", expanding=True))),
+    )
 
 
 @cache

@@ -1,4 +1,4 @@
-"""The server's MQTT session: subscribes to `{root}/#`, feeds Ingest in batches, acknowledges after storing.
+"""The server's MQTT session: subscribes to what devices send, feeds Ingest in batches, acknowledges after storing.
 
 - persistent session (fixed client id, clean_session=False, QoS 1): while the server is down the broker
   keeps its messages;
@@ -25,6 +25,18 @@ from server.ingest import Ingest, Message
 
 log = logging.getLogger("venuewatch.server.mqtt")
 
+# The topic kinds devices publish (protocol/topics.py). Not `{root}/#`: that brought the server's own acks (and
+# the arming commands) back to it, 8-34 % more messages than the devices sent, each one a broker delivery, a
+# paho parse and an in-flight slot (docs/performance.md). `/#` also matches the kind's own level, so a malformed
+# `event/x` or a bare `state` still arrives and is rejected and counted; a kind no device sends never arrives.
+DEVICE_KINDS = ("event", "status", "telemetry", "state", "snapshot")
+
+
+def subscriptions(root: str, shared_group: str | None = None) -> list[str]:
+    """The topic filters of the ingest session; on a shared subscription when `shared_group` is given."""
+    prefix = f"$share/{shared_group}/" if shared_group is not None else ""
+    return [f"{prefix}{root}/+/{kind}/#" for kind in DEVICE_KINDS]
+
 
 class MqttIngest:
     RETRY_DELAYS = (0.2, 0.5, 1, 2, 5, 10)
@@ -36,8 +48,11 @@ class MqttIngest:
         # One of several ingest processes (`--role ingest --instance N`): the broker hands each message of the
         # shared subscription to one of them. Each keeps its own persistent session, named by its instance, so
         # a restarted worker picks up what the broker kept for it.
-        self._topic = (f"$share/{settings.shared_group}/{settings.root}/#" if instance is not None
-                       else f"{settings.root}/#")
+        group = settings.shared_group if instance is not None else None
+        self._topics = subscriptions(settings.root, group)
+        # What versions before the list above subscribed to: the broker keeps a persistent session's
+        # subscriptions, so this one would still bring the acks back (and every message twice).
+        self._old_topic = f"$share/{group}/{settings.root}/#" if group is not None else f"{settings.root}/#"
         client_id = settings.client_id if instance is None else f"{settings.client_id}-ingest-{instance}"
         self.connected = threading.Event()
         self.listening_since: datetime | None = None  # when the current subscription was confirmed
@@ -87,17 +102,20 @@ class MqttIngest:
         if reason.is_failure:
             log.error("event=broker_refused reason=%s", reason)
             return
-        client.subscribe(self._topic, qos=1)
+        # Subscribe before unsubscribing the old filter: in between, a message may come twice (a duplicate, by
+        # its id), never not at all.
+        client.subscribe([(topic, 1) for topic in self._topics])
+        client.unsubscribe(self._old_topic)
         log.info("event=ingest_connected broker=%s:%s", self._settings.host, self._settings.port)
 
     def _subscribed(self, client: mqtt.Client, userdata: object, mid: int, reasons: list, props: object) -> None:
         # Ready only once the broker confirms the subscription: before that, a new session hears nothing.
         if any(r.is_failure for r in reasons):
-            log.error("event=subscribe_refused topic=%s reasons=%s", self._topic, reasons)
+            log.error("event=subscribe_refused topics=%s reasons=%s", ",".join(self._topics), reasons)
             return
         self.listening_since = datetime.now(UTC)
         self.connected.set()
-        log.info("event=ingest_subscribed topic=%s", self._topic)
+        log.info("event=ingest_subscribed topics=%s", ",".join(self._topics))
 
     def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, reason: Any,
                       props: object) -> None:

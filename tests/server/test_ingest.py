@@ -348,3 +348,34 @@ def test_a_resent_loss_report_raises_nothing_new_and_a_failed_alert_gets_its_sec
     offline_server.book.resolve(alert["id"], "admin", "other", "已核实", datetime.now(UTC))
     assert offline_server.ingest.handle("vw/pi-b/event", report) == "duplicate"  # the agent resends it
     assert [a["status"] for a in offline_server.book.list()] == ["resolved"]
+
+
+def test_the_server_subscribes_to_every_kind_devices_send_and_not_to_its_own_acks_and_commands():
+    import paho.mqtt.client as mqtt
+
+    from protocol.topics import KINDS_PLAIN, KINDS_WITH_SUB, build_topic
+    from server.ingest import IGNORED_KINDS
+    from server.mqttlink import subscriptions
+
+    shared = [f.removeprefix("$share/ingest/") for f in subscriptions("vw", "ingest")]
+    assert shared == subscriptions("vw")
+    for kind in KINDS_PLAIN | set(KINDS_WITH_SUB):
+        topic = build_topic("pi-a", kind, "front" if kind in KINDS_WITH_SUB else None)
+        heard = any(mqtt.topic_matches_sub(f, topic) for f in subscriptions("vw"))
+        assert heard == (kind not in IGNORED_KINDS), topic
+    # A malformed topic of a device kind still arrives, to be rejected and counted.
+    assert any(mqtt.topic_matches_sub(f, "vw/pi-a/event/extra") for f in subscriptions("vw"))
+
+
+def test_an_event_resent_under_a_new_journal_is_still_a_duplicate(offline_server):
+    # Ingest skips the id lookup for a seq its journal's stream has not accounted; another journal id (a new
+    # SD card with the old journal copied over) must still be looked up.
+    handle = offline_server.ingest.handle
+    first = event_payload("pi-b", event_id="EVSAME0001", journal="jA", seq=5, floor=4)
+    assert handle("vw/pi-b/event", first) == "stored"
+    again = json.loads(first)
+    again.update(journal="jB", seq=9, floor=8)  # above the old journal's mark too
+    assert handle("vw/pi-b/event", json.dumps(again).encode()) == "duplicate"
+    newer = json.loads(event_payload("pi-b", "closed", journal="jB", seq=10, floor=8))
+    assert handle("vw/pi-b/event", json.dumps(newer).encode()) == "stored"
+    assert stored_events(offline_server) == 2
