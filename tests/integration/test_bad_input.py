@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -69,3 +70,36 @@ def test_bad_messages_are_rejected_counted_and_do_not_stop_ingest(mosquitto, ser
     assert health == {"status": "ok", "broker_connected": True, "store_ok": True}
     metrics = requests.get(srv.url + "/metrics", headers=headers, timeout=5).text
     assert 'venuewatch_ingest_rejected_total{reason="oversized"} 1' in metrics
+
+
+def test_an_upgraded_server_drops_the_old_catch_all_subscription(mosquitto, server_factory, request):
+    """A server from before the per-kind filters left `{root}/#` in its persistent session at the broker. The
+    upgraded server unsubscribes it: otherwise its own acks and commands would come back, and every device
+    message would arrive twice (once per filter)."""
+    root = "vwupg"
+    # server_factory's client id for the first server of this test (tests/conftest.py).
+    client_id = f"vw-test-{request.node.name[:40]}-0"
+    old = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                      protocol=mqtt.MQTTv311)
+    old.connect("127.0.0.1", mosquitto.port)
+    old.loop_start()
+    assert old.subscribe(f"{root}/#", qos=1)[0] == mqtt.MQTT_ERR_SUCCESS
+    wait_for(lambda: old.is_connected(), what="the old session")
+    time.sleep(0.3)  # the SUBACK
+    old.loop_stop()
+    old.disconnect()
+
+    srv = server_factory(mosquitto.url, [("venue-a", "t-one", ALWAYS_OPEN, ["sim-a"])], root=root)
+    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-a")
+    device.connect("127.0.0.1", mosquitto.port)
+    device.loop_start()
+    for seq in (1, 2, 3):
+        device.publish(f"{root}/sim-a/event", good_event(seq), qos=1).wait_for_publish(5)
+    device.publish(f"{root}/sim-a/cmd/arm", b"{}", qos=1).wait_for_publish(5)  # as the server's commands
+    device.loop_stop()
+    device.disconnect()
+    wait_for(lambda: srv.server.ingest.counters.snapshot().get("received", 0) >= 3, what="the three events")
+    time.sleep(1.0)  # long enough for a second copy, an ack or a command to arrive too
+    counts = srv.server.ingest.counters.snapshot()
+    assert counts["received"] == 3, counts  # once each; no acks (the server sent three), no command
+    assert {k: v for k, v in srv.server.ingest.counters.rejected().items() if v} == {}
