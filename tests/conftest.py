@@ -28,6 +28,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     global DATABASE
     DATABASE = config.getoption("--database")
+    _cheap_password_hashes()
+
+
+def _cheap_password_hashes() -> None:
+    """Argon2id with its smallest cost in this test process: the real algorithm, 1 pass over 1 MiB instead of
+    3 over 64 MiB. A hash takes ~0.15 s on the CI machine at the production cost, and a hundred servers with
+    four accounts each (and their logins) would spend minutes on it. Hashes carry their parameters, so
+    accounts made by a CLI subprocess (production cost) still verify here. Production keeps its defaults:
+    tests/server/test_security.py checks them on a fresh process."""
+    from argon2 import PasswordHasher
+
+    import server.users
+
+    server.users._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    server.users._DUMMY_HASH = server.users._hasher.hash("dummy password")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

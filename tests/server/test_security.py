@@ -196,3 +196,16 @@ def test_an_admin_disables_a_user_and_revokes_tokens_from_the_command_line(offli
     assert login(offline_server.app.test_client(), "duty-two")[0].status_code == 302
     assert main(["audit", "verify", "--config", config]) == 0
     assert "audit log intact" in capsys.readouterr().out
+
+
+def test_production_password_hashes_keep_argon2ids_default_cost() -> None:
+    """The suite hashes cheaply (tests/conftest.py); a fresh process, as the server runs, must not."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "from server.users import _hasher, _DUMMY_HASH; "
+                          "print(_hasher.time_cost, _hasher.memory_cost, _DUMMY_HASH.split('$')[3])"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    time_cost, memory_cost, params = int(out[0]), int(out[1]), out[2]
+    assert time_cost >= 3 and memory_cost >= 65536, out
+    assert params == f"m={memory_cost},t={time_cost},p=4", out
