@@ -17,6 +17,7 @@ from server import audit
 from server import incidents as grouping
 from server.escalation import STEP_TITLES, EscalationPolicy, next_step
 from server.hub import Hub
+from server.i18n import N_
 from server.inventory import Inventory
 from server.rules import RULES, TAMPER_STATES, OpenAlert, ResolveAlert
 from server.store import alerts, escalations, incidents
@@ -37,11 +38,14 @@ STATUSES = ("open", "acked", "resolved")
 
 
 class LifecycleError(ValueError):
-    """An ack or resolve that is not possible in the alert's current state. `status` is the HTTP status."""
+    """An ack or resolve that is not possible in the alert's current state. `status` is the HTTP status;
+    `console` what the duty officer reads, as a message id of the catalog (the API's `message`)."""
 
-    def __init__(self, message: str, status: int = 409) -> None:
+    def __init__(self, message: str, status: int = 409, console: str = N_("这条告警刚被他人改动，请看更新后的列表")
+                 ) -> None:
         super().__init__(message)
         self.status = status
+        self.console: tuple[str, dict[str, Any]] = (console, {})
 
 
 # Told of every newly opened (or re-opened) alert after its commit: (alert, its incident grouping).
@@ -182,7 +186,8 @@ class AlertBook:
         with self._engine.begin() as conn:
             found = self._lock_row(conn, alert_id)
             if found.status != "open":
-                raise LifecycleError(f"alert {alert_id} is already {found.status}")
+                raise LifecycleError(f"alert {alert_id} is already {found.status}",
+                                     console=N_("这条告警已被他人确认或处置，列表已更新"))
             notes = [*found.notes, _note(now, user, "ack", note)]
             changed = conn.execute(update(alerts).where(and_(alerts.c.id == alert_id, alerts.c.status == "open"))
                                    .values(status="acked", acked_at=now, acked_by=user, notes=notes)).rowcount
@@ -211,11 +216,13 @@ class AlertBook:
 
     def resolve(self, alert_id: int, user: str, outcome: str, note: str, now: datetime) -> dict[str, Any]:
         if outcome not in OUTCOMES:
-            raise LifecycleError(f"outcome must be one of: {', '.join(OUTCOMES)}", status=400)
+            raise LifecycleError(f"outcome must be one of: {', '.join(OUTCOMES)}", status=400,
+                                 console=N_("请先选择处置结果"))
         with self._engine.begin() as conn:
             found = self._lock_row(conn, alert_id)
             if found.status == "resolved":
-                raise LifecycleError(f"alert {alert_id} is already resolved")
+                raise LifecycleError(f"alert {alert_id} is already resolved",
+                                     console=N_("这条告警已被他人处置，列表已更新"))
             notes = [*found.notes, _note(now, user, "resolve", note)]
             values: dict[str, Any] = {"status": "resolved", "resolved_at": now, "resolved_by": user,
                                       "outcome": outcome, "notes": notes, "active_key": None}
@@ -236,7 +243,8 @@ class AlertBook:
     def _lock_row(conn: Any, alert_id: int) -> Any:
         found = conn.execute(select(alerts).where(alerts.c.id == alert_id).with_for_update()).first()
         if not found:
-            raise LifecycleError(f"alert {alert_id} does not exist", status=404)
+            raise LifecycleError(f"alert {alert_id} does not exist", status=404,
+                                 console=N_("这条告警不存在，请刷新页面"))
         return found
 
     # --- reading --------------------------------------------------------------------------------------

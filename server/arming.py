@@ -25,6 +25,7 @@ from sqlalchemy import Engine, and_, insert, or_, select, update
 
 from server import audit
 from server.calendar import NationalCalendar, is_open, next_change
+from server.i18n import N_
 from server.inventory import Inventory, VenueInfo
 from server.store import arming
 
@@ -76,7 +77,11 @@ def effective(open_now: bool, overrides: Sequence[Override], at: datetime) -> tu
 
 
 class ArmingError(ValueError):
-    pass
+    """A refused arming change: the message for API clients, `console` for the console (a catalog message id)."""
+
+    def __init__(self, message: str, console: str) -> None:
+        super().__init__(message)
+        self.console: tuple[str, dict[str, Any]] = (console, {})
 
 
 class ArmingBook:
@@ -131,10 +136,12 @@ class ArmingBook:
     def set(self, venue_id: str, mode: str, minutes: float, by: str, note: str) -> ArmState:
         """Arm or disarm `venue_id` from now for `minutes` (audited)."""
         if mode not in MODES:
-            raise ArmingError(f"mode must be one of {', '.join(MODES)} (or cancel the override)")
+            raise ArmingError(f"mode must be one of {', '.join(MODES)} (or cancel the override)",
+                              N_("请选择布防、撤防或恢复日程"))
         length = timedelta(minutes=minutes)
         if not timedelta(minutes=1) <= length <= MAX_OVERRIDE:
-            raise ArmingError("minutes must be between 1 and 10080 (one week)")
+            raise ArmingError("minutes must be between 1 and 10080 (one week)",
+                              N_("时长必须在 1 到 10080 分钟（一周）之间"))
         now = self._now()
         with self._engine.begin() as conn:
             override_id = conn.execute(insert(arming).values(

@@ -22,6 +22,7 @@ from server import audit
 from server.alerts import AlertBook
 from server.arming import ArmingBook
 from server.escalation import due_steps
+from server.i18n import N_
 from server.incidents import Grouping, clock_start
 from server.inventory import Inventory
 from server.notify import ChannelSettings, Dispatcher, NotifySettings, Outbox, message
@@ -49,9 +50,13 @@ MAX_HANDOVER = 4000
 
 
 class DutyError(ValueError):
-    def __init__(self, message: str, status: int = 400) -> None:
+    """A duty action refused: `message` for API clients, `console` (a catalog message id and its parameters)
+    for the duty officer, in the console's language."""
+
+    def __init__(self, message: str, status: int = 400, console: tuple[str, dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.console = console
 
 
 @dataclass(frozen=True)
@@ -263,7 +268,7 @@ class DutyDesk:
         for room in self.roster.rooms:
             if room.id == room_id:
                 return room
-        raise DutyError(f"duty room {room_id!r} not found", 404)
+        raise DutyError(f"duty room {room_id!r} not found", 404, (N_("找不到值班室“%(room)s”"), {"room": room_id}))
 
     def visible_rooms(self, township: str | None, everything: bool) -> list[Room]:
         return [r for r in self.roster.rooms if everything or (township is not None and r.township == township)]
@@ -272,8 +277,9 @@ class DutyDesk:
         early = timedelta(minutes=self.roster.checkin_early_minutes)
         candidates = [s for s in instances(room, now, now + early, self._tz) if user in s.staff and s.end > now]
         if not candidates:
-            raise DutyError(f"您当前不在{room.name}的班次上（签到在班次开始前 {int(self.roster.checkin_early_minutes)} "
-                            f"分钟开放） / {user} is not on a shift of {room.name} now", 409)
+            raise DutyError(f"{user} is not on a shift of {room.name} now", 409,
+                            (N_("您当前不在%(room)s的班次上（签到在班次开始前 %(minutes)s 分钟开放）"),
+                             {"room": room.name, "minutes": int(self.roster.checkin_early_minutes)}))
         return candidates[0]
 
     def checkin(self, room_id: str, user: str) -> dict[str, Any]:
@@ -295,14 +301,15 @@ class DutyDesk:
         """交班记录: a note for the next shift, written by someone on (or just finishing) a shift here."""
         text = text.strip()
         if not text or len(text) > MAX_HANDOVER:
-            raise DutyError(f"交班记录不能为空，最多 {MAX_HANDOVER} 字 / text must be 1 to {MAX_HANDOVER} characters")
+            raise DutyError(f"text must be 1 to {MAX_HANDOVER} characters", 400,
+                            (N_("交班记录不能为空，最多 %(max)s 字"), {"max": MAX_HANDOVER}))
         now = self._now()
         room = self.room(room_id)
         mine = [s for s in instances(room, now - timedelta(hours=2), now + timedelta(seconds=1), self._tz)
                 if user in s.staff]
         if not mine:
-            raise DutyError(f"您现在（及两小时内）不在{room.name}的班次上，不能写交班记录 / {user} has no shift in "
-                            f"{room.name} now or in the last two hours", 409)
+            raise DutyError(f"{user} has no shift in {room.name} now or in the last two hours", 409,
+                            (N_("您现在（及两小时内）不在%(room)s的班次上，不能写交班记录"), {"room": room.name}))
         shift = mine[-1]
         with self._engine.begin() as conn:
             conn.execute(insert(handovers).values(room=room.id, shift_start=shift.start, user=user, at=now, text=text))

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, request, stream_with_context
+from flask_babel import gettext
 from sqlalchemy import select
 
 from server.alerts import OUTCOMES, STATUSES, LifecycleError
+from server.i18n import N_
 from server.openapi import OPENAPI
 from server.store import devices, events, sensor_states, streams
 from server.web.auth import api_login_required, can_see, can_see_alert, scope, services
@@ -28,8 +30,15 @@ def _now() -> datetime:
     return desk.now() if desk is not None else datetime.now(UTC)
 
 
-def _error(message: str, status: int) -> tuple[dict[str, str], int]:
-    return {"error": message}, status
+def _error(message: str, status: int, console: tuple[str, dict[str, Any]] | None = None
+           ) -> tuple[dict[str, str], int]:
+    """`error` for scripts (English, stable); with `console`, also `message`: what the console shows a duty
+    officer, in the language of the request (the console's vw_lang cookie; Chinese without one)."""
+    body = {"error": message}
+    if console is not None:
+        msgid, params = console
+        body["message"] = gettext(msgid, **params)
+    return body, status
 
 
 @bp.route("/alerts")
@@ -111,7 +120,7 @@ def ack(alert_id: int) -> Any:
     try:
         return services().book.ack(alert_id, g.user.name, note, _now())
     except LifecycleError as exc:
-        return _error(str(exc), exc.status)
+        return _error(str(exc), exc.status, exc.console)
 
 
 @bp.route("/alerts/<int:alert_id>/resolve", methods=["POST"])
@@ -126,11 +135,11 @@ def resolve(alert_id: int) -> Any:
         return _error(f"note must be text of at most {MAX_NOTE} characters", 400)
     outcome = body.get("outcome")
     if outcome not in OUTCOMES:
-        return _error(f"outcome is required, one of: {', '.join(OUTCOMES)}", 400)
+        return _error(f"outcome is required, one of: {', '.join(OUTCOMES)}", 400, (N_("请先选择处置结果"), {}))
     try:
         return services().book.resolve(alert_id, g.user.name, outcome, note, _now())
     except LifecycleError as exc:
-        return _error(str(exc), exc.status)
+        return _error(str(exc), exc.status, exc.console)
 
 
 @bp.route("/outcomes")

@@ -75,7 +75,7 @@ def checkin(room_id: str) -> Any:
     try:
         return _desk().checkin(room_id, g.user.name)
     except DutyError as exc:
-        return _error(str(exc), exc.status)
+        return _error(str(exc), exc.status, exc.console)
 
 
 @bp.route("/duty/<room_id>/handover", methods=["POST"])
@@ -89,7 +89,7 @@ def handover(room_id: str) -> Any:
     try:
         return _desk().handover(room_id, g.user.name, text)
     except DutyError as exc:
-        return _error(str(exc), exc.status)
+        return _error(str(exc), exc.status, exc.console)
 
 
 def arming_json(venue_id: str) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def venue_arming(venue_id: str) -> Any:
                 return _error("minutes must be a number, e.g. 120", 400)
             arming.set(venue_id, str(mode), float(minutes), g.user.name, note)
     except ArmingError as exc:
-        return _error(str(exc), 400)
+        return _error(str(exc), 400, exc.console)
     # Tell the agents now rather than at the next timed check (only a process connected to the broker can).
     _desk().push_arming(_desk().now())
     return arming_json(venue_id)

@@ -104,7 +104,11 @@ def test_handover_notes_are_shown_to_the_next_shift(make):
     assert room["next"][0]["name"] == "夜班"
     # The admin, on the day shift, checks in; check-in opens 30 minutes early, not earlier.
     assert duty.api("POST", "/duty/room-one/checkin", user="admin").status_code == 200
-    assert duty.api("POST", "/duty/room-one/checkin", user="duty-one").status_code == 409  # night is over
+    refused = duty.api("POST", "/duty/room-one/checkin", user="duty-one")  # night is over
+    assert refused.status_code == 409
+    assert refused.get_json()["message"].startswith("您当前不在") and "签到在班次开始前 30 分钟开放" in \
+        refused.get_json()["message"]
+    assert refused.get_json()["error"].startswith("duty-one is not on a shift of ")
     # 2027's holidays are not in the package yet and the new year is within 40 days: the console says so.
     assert duty.api("GET", "/duty", user="admin").get_json()["holiday_data_missing"] == [2027]
     duty.clock.t = shanghai(2026, 10, 1, 9, 0)

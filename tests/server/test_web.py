@@ -87,9 +87,17 @@ def test_ack_then_resolve_with_outcome_through_the_api(offline_server, client):
     assert acked.status_code == 200
     assert (acked.get_json()["status"], acked.get_json()["acked_by"]) == ("acked", "admin")
     again = client.post(f"/api/v1/alerts/{alert_id}/ack", json={}, headers=bearer(offline_server))
+    # `error` stays the API's English; `message` is for the console, in its language (Chinese by default).
     assert again.status_code == 409
+    assert again.get_json() == {"error": f"alert {alert_id} is already acked",
+                                "message": "这条告警已被他人确认或处置，列表已更新"}
+    client.set_cookie("vw_lang", "en")
+    again = client.post(f"/api/v1/alerts/{alert_id}/ack", json={}, headers=bearer(offline_server))
+    assert again.get_json()["message"] == "Someone else has acknowledged or resolved this alert; the list is updated"
     no_outcome = client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"note": "x"}, headers=bearer(offline_server))
     assert no_outcome.status_code == 400 and "outcome is required" in no_outcome.get_json()["error"]
+    assert no_outcome.get_json()["message"] == "Choose the outcome first"
+    client.delete_cookie("vw_lang")
     done = client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"outcome": "forgot_arm", "note": "保洁员"},
                        headers=bearer(offline_server)).get_json()
     assert (done["status"], done["outcome"]) == ("resolved", "forgot_arm")

@@ -31,7 +31,8 @@ const VW = (() => {
     const response = await fetch("/api/v1" + path, init);
     if (response.status === 401) { window.location = "/login?next=" + encodeURIComponent(location.pathname); }
     const data = await response.json().catch(() => ({}));
-    if (!response.ok) { throw new Error(data.error || ("HTTP " + response.status)); }
+    // `message` is in the page's language; `error` is the API's English for scripts.
+    if (!response.ok) { throw new Error(data.message || data.error || ("HTTP " + response.status)); }
     return data;
   }
 
